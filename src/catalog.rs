@@ -1,0 +1,544 @@
+//! The catalog: SQLite (WAL) on the backup disk. Runs with their counters and problems,
+//! snapshots, and each snapshot's manifest. Every change is one transaction, so a kill -9
+//! at any point leaves either the old or the new state.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    state TEXT NOT NULL,            -- running | good | partial | failed | interrupted
+    snapshot_id INTEGER,
+    entries INTEGER NOT NULL DEFAULT 0,
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    new_files INTEGER NOT NULL DEFAULT 0,
+    new_bytes INTEGER NOT NULL DEFAULT 0,
+    linked INTEGER NOT NULL DEFAULT 0,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    skipped_special INTEGER NOT NULL DEFAULT 0,
+    excluded INTEGER NOT NULL DEFAULT 0,
+    warnings INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    message TEXT
+);
+CREATE INDEX runs_host ON runs(host, id);
+CREATE TABLE problems (
+    run_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    severity TEXT NOT NULL
+);
+CREATE INDEX problems_run ON problems(run_id);
+CREATE TABLE snapshots (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    state TEXT NOT NULL,            -- publishing | published
+    result TEXT NOT NULL,           -- good | partial
+    created_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    new_files INTEGER NOT NULL,
+    new_bytes INTEGER NOT NULL,
+    UNIQUE (host, name)
+);
+-- Sorted by path per snapshot, so the next run can merge-join it with a listing.
+CREATE TABLE entries (
+    snapshot_id INTEGER NOT NULL,
+    path BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    target BLOB,
+    dirty INTEGER NOT NULL DEFAULT 0, -- content may not match the metadata (changed while read)
+    PRIMARY KEY (snapshot_id, path)
+) WITHOUT ROWID;
+";
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A snapshot as the catalog knows it.
+#[derive(Clone, Debug)]
+pub struct SnapshotRow {
+    pub id: i64,
+    pub host: String,
+    pub name: String,
+    pub published: bool,
+    pub result: Outcome,
+    pub created_ms: i64,
+    pub duration_ms: i64,
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub new_files: u64,
+    pub new_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub id: i64,
+    pub host: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub state: String,
+    pub message: Option<String>,
+    pub warnings: u64,
+    pub errors: u64,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let err = |action| {
+            move |source| Error::Catalog {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        let conn = Connection::open(path).map_err(err("opening"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err("configuring"))?;
+        // WAL + NORMAL: a crash loses at most the last commits, never consistency.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err("configuring"))?;
+        let mut c = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
+        c.migrate()?;
+        Ok(c)
+    }
+
+    fn err(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+        move |source| Error::Catalog {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.err("reading schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Other(format!(
+                "catalog {} was written by a newer snapnest (schema {version}); upgrade snapnest",
+                self.path.display()
+            )));
+        }
+        if version < 1 {
+            let path = self.path.clone();
+            let tx = self.conn.transaction().map_err(|source| Error::Catalog {
+                path: path.clone(),
+                action: "migrating",
+                source,
+            })?;
+            tx.execute_batch(SCHEMA_V1)
+                .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+                .and_then(|_| tx.commit())
+                .map_err(|source| Error::Catalog {
+                    path,
+                    action: "creating schema",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn set_storage_id(&self, id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('storage_id', ?1)",
+                [id],
+            )
+            .map_err(self.err("writing storage id"))?;
+        Ok(())
+    }
+
+    pub fn storage_id(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'storage_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("reading storage id"))
+    }
+
+    /// Settle what a crash left behind for `host`: runs still "running" become "interrupted";
+    /// a snapshot caught between catalog and rename is published if its folder made it,
+    /// forgotten otherwise. `exists` tells whether a snapshot folder is on disk.
+    pub fn recover(&mut self, host: &str, exists: impl Fn(&str) -> bool) -> Result<()> {
+        let pending: Vec<(i64, String, i64)> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT id, name, run_id FROM snapshots WHERE host = ?1 AND state = 'publishing'")
+                .map_err(self.err("reading snapshots"))?;
+            let rows = st
+                .query_map([host], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(self.err("reading snapshots"))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.err("reading snapshots"))?
+        };
+        let path = self.path.clone();
+        let e = |source| Error::Catalog {
+            path: path.clone(),
+            action: "recovering after a crash",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        for (id, name, run_id) in pending {
+            if exists(&name) {
+                tx.execute(
+                    "UPDATE snapshots SET state = 'published' WHERE id = ?1",
+                    [id],
+                )
+                .map_err(e)?;
+                tx.execute(
+                    "UPDATE runs SET state = (SELECT result FROM snapshots WHERE id = ?1), snapshot_id = ?1 WHERE id = ?2",
+                    params![id, run_id],
+                )
+                .map_err(e)?;
+            } else {
+                tx.execute("DELETE FROM entries WHERE snapshot_id = ?1", [id])
+                    .map_err(e)?;
+                tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+                    .map_err(e)?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET state = 'interrupted', message = 'interrupted (the process stopped before the run ended)' \
+             WHERE host = ?1 AND state = 'running'",
+            [host],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(())
+    }
+
+    pub fn begin_run(&self, host: &str, started_ms: i64) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO runs(host, started_ms, state) VALUES (?1, ?2, 'running')",
+                params![host, started_ms],
+            )
+            .map_err(self.err("recording run start"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// End a run: its outcome, counters and per-file problems, in one transaction.
+    pub fn finish_run(
+        &mut self,
+        run_id: i64,
+        outcome: Outcome,
+        stats: &Stats,
+        message: Option<&str>,
+        problems: &[FileProblem],
+        finished_ms: i64,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let e = |source| Error::Catalog {
+            path: path.clone(),
+            action: "recording run end",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "UPDATE runs SET state = ?2, finished_ms = ?3, message = ?4, entries = ?5, files = ?6, bytes = ?7, \
+             new_files = ?8, new_bytes = ?9, linked = ?10, resumed = ?11, skipped_special = ?12, excluded = ?13, \
+             warnings = ?14, errors = ?15 WHERE id = ?1",
+            params![
+                run_id,
+                outcome.as_str(),
+                finished_ms,
+                message,
+                stats.entries as i64,
+                stats.files as i64,
+                stats.bytes as i64,
+                stats.new_files as i64,
+                stats.new_bytes as i64,
+                stats.linked as i64,
+                stats.resumed as i64,
+                stats.skipped_special as i64,
+                stats.excluded as i64,
+                stats.warnings as i64,
+                stats.errors as i64
+            ],
+        )
+        .map_err(e)?;
+        {
+            let mut st = tx
+                .prepare("INSERT INTO problems(run_id, path, action, message, severity) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(e)?;
+            for p in problems {
+                st.execute(params![
+                    run_id,
+                    p.path,
+                    p.action,
+                    p.message,
+                    p.severity.as_str()
+                ])
+                .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(())
+    }
+
+    /// The newest published snapshot of `host`: the base for linking.
+    pub fn latest_snapshot(&self, host: &str) -> Result<Option<SnapshotRow>> {
+        Ok(self
+            .snapshots(Some(host))?
+            .into_iter()
+            .rev()
+            .find(|s| s.published))
+    }
+
+    /// Snapshots oldest first, published or not.
+    pub fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotRow>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, host, name, state, result, created_ms, duration_ms, entries, files, bytes, new_files, new_bytes \
+                 FROM snapshots WHERE (?1 IS NULL OR host = ?1) ORDER BY host, name",
+            )
+            .map_err(self.err("reading snapshots"))?;
+        let rows = st
+            .query_map([host], |r| {
+                Ok(SnapshotRow {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    name: r.get(2)?,
+                    published: r.get::<_, String>(3)? == "published",
+                    result: Outcome::parse(&r.get::<_, String>(4)?).unwrap_or(Outcome::Partial),
+                    created_ms: r.get(5)?,
+                    duration_ms: r.get(6)?,
+                    entries: r.get::<_, i64>(7)? as u64,
+                    files: r.get::<_, i64>(8)? as u64,
+                    bytes: r.get::<_, i64>(9)? as u64,
+                    new_files: r.get::<_, i64>(10)? as u64,
+                    new_bytes: r.get::<_, i64>(11)? as u64,
+                })
+            })
+            .map_err(self.err("reading snapshots"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading snapshots"))
+    }
+
+    pub fn last_run(&self, host: &str) -> Result<Option<RunRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, host, started_ms, finished_ms, state, message, warnings, errors FROM runs WHERE host = ?1 ORDER BY id DESC LIMIT 1",
+                [host],
+                |r| {
+                    Ok(RunRow {
+                        id: r.get(0)?,
+                        host: r.get(1)?,
+                        started_ms: r.get(2)?,
+                        finished_ms: r.get(3)?,
+                        state: r.get(4)?,
+                        message: r.get(5)?,
+                        warnings: r.get::<_, i64>(6)? as u64,
+                        errors: r.get::<_, i64>(7)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err("reading runs"))
+    }
+
+    pub fn problems(&self, run_id: i64) -> Result<Vec<FileProblem>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT path, action, message, severity FROM problems WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(self.err("reading problems"))?;
+        let rows = st
+            .query_map([run_id], |r| {
+                let action: String = r.get(1)?;
+                Ok(FileProblem {
+                    path: r.get(0)?,
+                    action: static_action(&action),
+                    message: r.get(2)?,
+                    severity: if r.get::<_, String>(3)? == "warning" {
+                        crate::model::Severity::Warning
+                    } else {
+                        crate::model::Severity::Error
+                    },
+                })
+            })
+            .map_err(self.err("reading problems"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading problems"))
+    }
+
+    /// Record a snapshot about to be renamed into place, with its whole manifest.
+    /// `dirty[i]` marks entries whose content may not match their metadata.
+    pub fn add_snapshot(
+        &mut self,
+        host: &str,
+        name: &str,
+        run_id: i64,
+        result: Outcome,
+        stats: &Stats,
+        created_ms: i64,
+        duration_ms: i64,
+        entries: &[Entry],
+        dirty: &[bool],
+    ) -> Result<i64> {
+        let path = self.path.clone();
+        let e = |source| Error::Catalog {
+            path: path.clone(),
+            action: "recording snapshot",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "INSERT INTO snapshots(host, name, run_id, state, result, created_ms, duration_ms, entries, files, bytes, new_files, new_bytes) \
+             VALUES (?1, ?2, ?3, 'publishing', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                host,
+                name,
+                run_id,
+                result.as_str(),
+                created_ms,
+                duration_ms,
+                stats.entries as i64,
+                stats.files as i64,
+                stats.bytes as i64,
+                stats.new_files as i64,
+                stats.new_bytes as i64
+            ],
+        )
+        .map_err(e)?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO entries(snapshot_id, path, kind, size, mtime_ns, mode, uid, gid, target, dirty) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(e)?;
+            for (entry, dirty) in entries.iter().zip(dirty) {
+                st.execute(params![
+                    id,
+                    entry.path,
+                    entry.kind.code().to_string(),
+                    entry.size as i64,
+                    entry.mtime_ns,
+                    entry.mode,
+                    entry.uid,
+                    entry.gid,
+                    entry.target,
+                    *dirty as i64
+                ])
+                .map_err(e)?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET snapshot_id = ?1 WHERE id = ?2",
+            params![id, run_id],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(id)
+    }
+
+    /// The snapshot's folder has its final name: it is now a good base for the next run.
+    pub fn publish(&self, snapshot_id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE snapshots SET state = 'published' WHERE id = ?1",
+                [snapshot_id],
+            )
+            .map_err(self.err("publishing snapshot"))?;
+        Ok(())
+    }
+
+    /// Visit a snapshot's manifest in path order (bytewise), with each entry's dirty flag,
+    /// optionally only the entries at or below `prefix`.
+    pub fn for_each_entry(
+        &self,
+        snapshot_id: i64,
+        prefix: Option<&[u8]>,
+        mut f: impl FnMut(Entry, bool) -> Result<()>,
+    ) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT path, kind, size, mtime_ns, mode, uid, gid, target, dirty FROM entries \
+                 WHERE snapshot_id = ?1 AND (?2 IS NULL OR path = ?2 OR (path > ?3 AND path < ?4)) ORDER BY path",
+            )
+            .map_err(self.err("reading manifest"))?;
+        // Children of `p` sort between `p/` and `p0` ('0' follows '/').
+        let (lo, hi) = match prefix {
+            Some(p) if !p.is_empty() => ([p, b"/"].concat(), [p, b"0"].concat()),
+            _ => (Vec::new(), vec![0xff; 1]),
+        };
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let mut rows = st
+            .query(params![snapshot_id, prefix, lo, hi])
+            .map_err(self.err("reading manifest"))?;
+        while let Some(r) = rows.next().map_err(self.err("reading manifest"))? {
+            let read = || -> rusqlite::Result<(Entry, bool)> {
+                let kind: String = r.get(1)?;
+                Ok((
+                    Entry {
+                        path: r.get(0)?,
+                        kind: kind
+                            .chars()
+                            .next()
+                            .and_then(Kind::from_code)
+                            .unwrap_or(Kind::File),
+                        size: r.get::<_, i64>(2)? as u64,
+                        mtime_ns: r.get(3)?,
+                        mode: r.get(4)?,
+                        uid: r.get(5)?,
+                        gid: r.get(6)?,
+                        target: r.get(7)?,
+                    },
+                    r.get::<_, i64>(8)? != 0,
+                ))
+            };
+            let (entry, dirty) = read().map_err(self.err("reading manifest"))?;
+            f(entry, dirty)?;
+        }
+        Ok(())
+    }
+}
+
+/// Problems are recorded with a fixed set of action words; map stored text back to them.
+fn static_action(s: &str) -> &'static str {
+    const ACTIONS: &[&str] = &[
+        "listing", "reading", "writing", "linking", "storing", "skipping",
+    ];
+    ACTIONS
+        .iter()
+        .copied()
+        .find(|a| *a == s)
+        .unwrap_or("processing")
+}

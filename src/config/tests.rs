@@ -1,0 +1,127 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config> {
+    Config::parse(text, Path::new("/etc/snapnest/test.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+const GOOD: &str = r#"
+[storage]
+path = "/mnt/usb/snapnest"
+
+[defaults]
+exclude = ["*.tmp", ".cache/"]
+bwlimit = "2MiB/s"
+
+[[host]]
+name = "laptop"
+address = "192.168.1.20"
+port = 2222
+user = "backup"
+identity = "id_ed25519"
+host_key = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+folders = ["/home/alice/", "/etc"]
+exclude = ["/home/alice/Downloads/"]
+include = ["/home/alice/Downloads/keep/"]
+
+[[host]]
+name = "photos"
+source = "local"
+folders = ["/mnt/share/photos"]
+bwlimit = "8Mbit"
+"#;
+
+#[test]
+fn the_documented_example_parses() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.storage, PathBuf::from("/mnt/usb/snapnest"));
+    assert_eq!(c.hosts.len(), 2);
+    let laptop = &c.hosts[0];
+    assert_eq!(laptop.folders, vec!["/home/alice", "/etc"]);
+    assert_eq!(laptop.bwlimit, Some(2 * 1024 * 1024));
+    let SourceSpec::Ssh(ssh) = &laptop.source else {
+        panic!("laptop is ssh")
+    };
+    assert_eq!(ssh.port, 2222);
+    assert_eq!(
+        ssh.identity.as_deref(),
+        Some(Path::new("/etc/snapnest/id_ed25519"))
+    );
+    // defaults' excludes and the host's own both apply, the include beats them
+    assert_eq!(laptop.rules.decide(b"home/alice/x.tmp", false), Some(false));
+    assert_eq!(
+        laptop.rules.decide(b"home/alice/Downloads", true),
+        Some(false)
+    );
+    assert_eq!(
+        laptop.rules.decide(b"home/alice/Downloads/keep", true),
+        Some(true)
+    );
+    assert!(matches!(c.hosts[1].source, SourceSpec::Local));
+    assert_eq!(c.hosts[1].bwlimit, Some(1_000_000));
+}
+
+#[test]
+fn unknown_keys_name_line_and_key() {
+    let e = err("[storage]\npath = \"/x\"\n\n[[host]]\nname = \"a\"\nsource = \"local\"\nfolders = [\"/x\"]\nfolder = [\"/y\"]\n");
+    assert!(e.contains("test.toml"), "{e}");
+    assert!(e.contains("line 8"), "{e}");
+    assert!(e.contains("folder"), "{e}");
+}
+
+#[test]
+fn bad_values_name_line_and_key() {
+    let text = GOOD.replace("bwlimit = \"8Mbit\"", "bwlimit = \"fast\"");
+    let e = err(&text);
+    assert!(
+        e.contains("line 27") && e.contains("bwlimit") && e.contains("fast"),
+        "{e}"
+    );
+
+    let e = err(&GOOD.replace("port = 2222", "port = 70000"));
+    assert!(e.contains("line 13") && e.contains("port"), "{e}");
+
+    let e = err(&GOOD.replace("name = \"photos\"", "name = \"Photos!\""));
+    assert!(e.contains("line 24") && e.contains("host.name"), "{e}");
+
+    let e = err(&GOOD.replace("name = \"photos\"", "name = \"laptop\""));
+    assert!(e.contains("used twice"), "{e}");
+
+    let e = err(&GOOD.replace("\"/etc\"]", "\"etc\"]"));
+    assert!(e.contains("absolute"), "{e}");
+
+    let e = err(&GOOD.replace("\"/etc\"]", "\"/home\"]"));
+    assert!(e.contains("overlaps"), "{e}");
+
+    let e = err(&GOOD.replace("SHA256:abc", "MD5:abc"));
+    assert!(e.contains("host_key") && e.contains("line 16"), "{e}");
+}
+
+#[test]
+fn missing_pieces_are_named() {
+    assert!(err("").contains("[storage]"));
+    assert!(err("[storage]\n").contains("storage.path"));
+    let e = err("[storage]\npath = \"/x\"\n[[host]]\nname = \"a\"\nfolders = [\"/x\"]\n");
+    assert!(e.contains("address") && e.contains("line 3"), "{e}");
+    let e = err(
+        "[storage]\npath = \"/x\"\n[[host]]\nname = \"a\"\naddress = \"h\"\nfolders = [\"/x\"]\n",
+    );
+    assert!(e.contains("user"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_reported_by_line() {
+    let e = err("[storage]\npath = 5\n");
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn locate_prefers_flag_then_env() {
+    assert_eq!(
+        Config::locate(Some(Path::new("/a.toml"))),
+        PathBuf::from("/a.toml")
+    );
+}

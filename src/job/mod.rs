@@ -1,0 +1,476 @@
+//! One pull of one host: the only place where source, staging folder and catalog meet.
+//!
+//! list → merge-join with the previous manifest → link unchanged files, fetch the rest into
+//! `<host>/.incomplete-<stamp>/` → symlinks and folder metadata → catalog → sync → rename →
+//! `latest`. An interrupted run leaves the staging folder; the next run resumes into it.
+
+pub mod progress;
+pub mod stage;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::catalog::Catalog;
+use crate::config::Host;
+use crate::error::{Error, IoContext, Result};
+use crate::model::{Entry, FileProblem, Kind, Outcome, Severity, Stats};
+use crate::source::{Fetched, Source, Throttle};
+use crate::storage::{sync_dir, Storage};
+pub use progress::{Progress, ProgressView};
+use stage::{CopyError, Linked, Stage};
+
+const STAGING_PREFIX: &str = ".incomplete-";
+
+/// What one run did, for the summary line and the exit code.
+#[derive(Debug)]
+pub struct Report {
+    pub host: String,
+    pub outcome: Outcome,
+    pub stats: Stats,
+    /// Folder name of the published snapshot.
+    pub snapshot: Option<String>,
+    pub problems: Vec<FileProblem>,
+    /// Why the run failed, when it did.
+    pub message: Option<String>,
+    pub duration: Duration,
+    pub method: &'static str,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "{}: {} in {}: {} files, {} ({} new files, {} new; {} linked",
+            self.host,
+            self.outcome.as_str(),
+            humantime::format_duration(Duration::from_millis(self.duration.as_millis() as u64)),
+            s.files,
+            bytesize::ByteSize(s.bytes),
+            s.new_files,
+            bytesize::ByteSize(s.new_bytes),
+            s.linked,
+        );
+        if s.resumed > 0 {
+            line += &format!(", {} resumed", s.resumed);
+        }
+        line += ")";
+        if s.warnings + s.errors > 0 {
+            line += &format!(", {} warnings, {} errors", s.warnings, s.errors);
+        }
+        if let Some(name) = &self.snapshot {
+            line += &format!(" -> {name}");
+        }
+        if let Some(m) = &self.message {
+            line += &format!(": {m}");
+        }
+        line
+    }
+}
+
+/// Back up `host` into `storage` now. Never panics on bad input; failures are in the report.
+pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        host: host.name.clone(),
+        outcome: Outcome::Failed,
+        stats: Stats::default(),
+        snapshot: None,
+        problems: Vec::new(),
+        message: None,
+        duration: Duration::ZERO,
+        method: "",
+    };
+    let result = (|| -> Result<()> {
+        let _lock = storage.lock_host(&host.name)?;
+        let mut catalog = storage.catalog()?;
+        let host_dir = storage.host_dir(&host.name)?;
+        catalog.recover(&host.name, |name| host_dir.join(name).is_dir())?;
+        let run_id = catalog.begin_run(&host.name, now_ms())?;
+        let outcome = run(
+            &mut catalog,
+            run_id,
+            &host_dir,
+            host,
+            progress,
+            &mut report,
+            started,
+        );
+        report.duration = started.elapsed();
+        if let Err(e) = &outcome {
+            report.outcome = Outcome::Failed;
+            report.message = Some(e.to_string());
+        }
+        catalog.finish_run(
+            run_id,
+            report.outcome,
+            &report.stats,
+            report.message.as_deref(),
+            &report.problems,
+            now_ms(),
+        )?;
+        outcome
+    })();
+    if let Err(e) = result {
+        report.outcome = Outcome::Failed;
+        report.message.get_or_insert_with(|| e.to_string());
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+fn run(
+    catalog: &mut Catalog,
+    run_id: i64,
+    host_dir: &Path,
+    host: &Host,
+    progress: &Progress,
+    report: &mut Report,
+    started: Instant,
+) -> Result<()> {
+    progress.set_phase("connecting");
+    let mut source = Source::open(host)?;
+    report.method = source.method();
+
+    progress.set_phase("listing");
+    let listing = source.list(&host.name, &host.folders)?;
+    report.problems.extend(listing.problems);
+    let mut entries = listing.entries;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.dedup_by(|a, b| a.path == b.path);
+    let entries = keep_well_formed(entries, &mut report.problems);
+    let (mut entries, excluded) = host.rules.filter(entries, &host.folder_paths());
+    report.stats.excluded = excluded;
+
+    // Merge-join with the previous manifest: both sorted by path bytes.
+    let preserve_owner = rustix::process::geteuid().is_root();
+    let prev = catalog.latest_snapshot(&host.name)?;
+    let mut unchanged = vec![false; entries.len()];
+    if let Some(prev) = &prev {
+        let mut i = 0;
+        catalog.for_each_entry(prev.id, None, |old, dirty| {
+            while i < entries.len() && entries[i].path < old.path {
+                i += 1;
+            }
+            if i < entries.len() && entries[i].path == old.path {
+                unchanged[i] =
+                    !dirty && old.kind == Kind::File && entries[i].same_as(&old, preserve_owner);
+            }
+            Ok(())
+        })?;
+    }
+    let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
+
+    let (staging, resuming) = staging_dir(host_dir)?;
+    let stage = Stage {
+        root: staging.clone(),
+        preserve_owner,
+    };
+    if resuming {
+        stage
+            .remove_unlisted(&entries)
+            .at(&staging, "cleaning up interrupted run in")?;
+    }
+
+    progress.set_phase("linking");
+    let mut to_fetch: Vec<usize> = Vec::new();
+    let mut stored = vec![true; entries.len()];
+    let stats = &mut report.stats;
+    for (i, e) in entries.iter().enumerate() {
+        match e.kind {
+            Kind::Dir => stage.dir(e).at(stage.path(e), "creating folder")?,
+            Kind::File => {
+                if resuming && stage.complete(e) {
+                    stats.resumed += 1;
+                    continue;
+                }
+                let linked = match (&prev_root, unchanged[i]) {
+                    (Some(root), true) => stage.link(root, e).at(stage.path(e), "linking")?,
+                    _ => Linked::No,
+                };
+                match linked {
+                    Linked::Yes => stats.linked += 1,
+                    Linked::Copied => stats.linked += 1,
+                    Linked::No => to_fetch.push(i),
+                }
+            }
+            Kind::Symlink => {}
+            _ => {
+                stats.skipped_special += 1;
+                stored[i] = false;
+            }
+        }
+    }
+
+    progress.set_phase("fetching");
+    progress.start_totals(
+        to_fetch.len() as u64,
+        to_fetch.iter().map(|&i| entries[i].size).sum(),
+    );
+    let mut dirty = vec![false; entries.len()];
+    let mut fetched_size: Vec<Option<u64>> = vec![None; to_fetch.len()];
+    {
+        let refs: Vec<&Entry> = to_fetch.iter().map(|&i| &entries[i]).collect();
+        let mut throttle = Throttle::new(host.bwlimit);
+        let mut buf = vec![0u8; 1 << 20];
+        let problems = &mut report.problems;
+        let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
+            let i = to_fetch[k];
+            let e = &entries[i];
+            match event {
+                Fetched::Content { reader, size } => {
+                    progress.set_current(&e.display_path());
+                    let mut on_chunk = |n| {
+                        progress
+                            .bytes_done
+                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    };
+                    let shown = match stage.write(e, reader, &mut buf, &mut on_chunk) {
+                        Ok(n) => n,
+                        Err(CopyError::Read(err)) => {
+                            return Err(Error::Other(format!(
+                                "reading {}: {err}",
+                                e.display_path()
+                            )))
+                        }
+                        Err(CopyError::Write(err)) if name_not_storable(&err) => {
+                            problems.push(problem(
+                                e,
+                                "writing",
+                                format!("cannot be stored on this disk: {err}"),
+                                Severity::Error,
+                            ));
+                            return Ok(());
+                        }
+                        Err(CopyError::Write(err)) => {
+                            return Err(Error::io(stage.path(e), "writing", err))
+                        }
+                    };
+                    if shown != e.size || size != e.size {
+                        dirty[i] = true;
+                        problems.push(problem(
+                            e,
+                            "reading",
+                            "changed while being read (size differs from the listing)".into(),
+                            Severity::Warning,
+                        ));
+                    }
+                    fetched_size[k] = Some(shown);
+                    progress
+                        .files_done
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Fetched::Changed { message } => {
+                    dirty[i] = true;
+                    problems.push(problem(
+                        e,
+                        "reading",
+                        format!("changed while being read: {message}"),
+                        Severity::Warning,
+                    ));
+                }
+                Fetched::Failed(p) => problems.push(p),
+            }
+            Ok(())
+        };
+        source.fetch(&refs, &mut throttle, &mut sink)?;
+    }
+    for (k, &i) in to_fetch.iter().enumerate() {
+        match fetched_size[k] {
+            Some(n) => {
+                stats_add_new(&mut report.stats, n);
+                entries[i].size = n;
+            }
+            None => stored[i] = false,
+        }
+    }
+    drop(source);
+
+    progress.set_phase("finishing");
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind == Kind::Symlink {
+            if let Err(err) = stage.symlink(e) {
+                if name_not_storable(&err) {
+                    report.problems.push(problem(
+                        e,
+                        "writing",
+                        format!("symlink cannot be stored on this disk: {err}"),
+                        Severity::Error,
+                    ));
+                    stored[i] = false;
+                } else {
+                    return Err(Error::io(stage.path(e), "creating symlink", err));
+                }
+            }
+        }
+    }
+    for e in entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == Kind::Dir && !e.path.is_empty())
+    {
+        stage
+            .finish_dir(e)
+            .at(stage.path(e), "setting folder metadata")?;
+    }
+
+    // The manifest says what is in the snapshot: stored entries, with fetched sizes.
+    let mut manifest = Vec::with_capacity(entries.len());
+    let mut manifest_dirty = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        if !stored[i] && !e.kind.is_special() {
+            continue;
+        }
+        let stats = &mut report.stats;
+        if !e.kind.is_special() {
+            stats.entries += 1;
+        }
+        if e.kind == Kind::File {
+            stats.files += 1;
+            stats.bytes += e.size;
+        }
+        manifest_dirty.push(dirty[i]);
+        manifest.push(e);
+    }
+    report.stats.warnings = report
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .count() as u64;
+    report.stats.errors = report
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count() as u64;
+    report.outcome = if report.stats.errors > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Good
+    };
+
+    progress.set_phase("publishing");
+    let name = snapshot_name(host_dir);
+    let snapshot_id = catalog.add_snapshot(
+        &host.name,
+        &name,
+        run_id,
+        report.outcome,
+        &report.stats,
+        now_ms(),
+        started.elapsed().as_millis() as i64,
+        &manifest,
+        &manifest_dirty,
+    )?;
+    // Everything written so far reaches the disk before the snapshot gets its name.
+    let dir = fs::File::open(&staging).at(&staging, "opening")?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;
+    let final_path = host_dir.join(&name);
+    fs::rename(&staging, &final_path).at(&final_path, "publishing snapshot")?;
+    sync_dir(host_dir)?;
+    point_latest(host_dir, &name)?;
+    catalog.publish(snapshot_id)?;
+    report.snapshot = Some(name);
+    Ok(())
+}
+
+fn stats_add_new(stats: &mut Stats, bytes: u64) {
+    stats.new_files += 1;
+    stats.new_bytes += bytes;
+}
+
+/// Drop entries whose parent is not a folder of the listing: a well-behaved host never sends
+/// them, and storing them could mean writing through a symlink.
+fn keep_well_formed(entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec<Entry> {
+    let mut dirs: HashSet<Vec<u8>> = HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let ok = match crate::config::rules::parent(&e.path) {
+            None => true,
+            Some(p) => dirs.contains(p),
+        };
+        if !ok {
+            problems.push(problem(
+                &e,
+                "listing",
+                "refused: its parent is not a listed folder".into(),
+                Severity::Error,
+            ));
+            continue;
+        }
+        if e.kind == Kind::Dir {
+            dirs.insert(e.path.clone());
+        }
+        out.push(e);
+    }
+    out
+}
+
+fn problem(e: &Entry, action: &'static str, message: String, severity: Severity) -> FileProblem {
+    FileProblem {
+        path: e.display_path(),
+        action,
+        message,
+        severity,
+    }
+}
+
+/// Errors that concern one name rather than the disk (too long, characters refused).
+fn name_not_storable(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENAMETOOLONG) | Some(libc::EILSEQ) | Some(libc::EINVAL)
+    )
+}
+
+/// The newest interrupted run's staging folder (resume), or a new one.
+fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
+    let mut found: Vec<String> = fs::read_dir(host_dir)
+        .at(host_dir, "reading host folder")?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(STAGING_PREFIX))
+        .collect();
+    found.sort();
+    if let Some(newest) = found.pop() {
+        // Older leftovers only cost space; the newest holds the most work.
+        for old in found {
+            let _ = stage::remove(&host_dir.join(old));
+        }
+        return Ok((host_dir.join(newest), true));
+    }
+    let path = host_dir.join(format!("{STAGING_PREFIX}{}", stamp()));
+    fs::create_dir(&path).at(&path, "creating staging folder")?;
+    Ok((path, false))
+}
+
+fn stamp() -> String {
+    chrono::Local::now().format("%Y-%m-%d_%H%M%S").to_string()
+}
+
+/// `YYYY-MM-DD_HHMMSS`, with a suffix if a snapshot of that second exists.
+fn snapshot_name(host_dir: &Path) -> String {
+    let base = stamp();
+    let mut name = base.clone();
+    let mut n = 1;
+    while fs::symlink_metadata(host_dir.join(&name)).is_ok() {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
+}
+
+/// Repoint `<host>/latest` atomically: a new symlink renamed over the old one.
+fn point_latest(host_dir: &Path, name: &str) -> Result<()> {
+    let tmp = host_dir.join(".latest.tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).at(&tmp, "creating")?;
+    let latest = host_dir.join("latest");
+    fs::rename(&tmp, &latest).at(&latest, "updating")?;
+    sync_dir(host_dir)
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

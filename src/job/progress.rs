@@ -1,0 +1,56 @@
+//! Live counters of a running job, written by the job and read by whoever shows them
+//! (a terminal progress bar now, the status page later). Reads are never blocked long.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Progress {
+    phase: Mutex<&'static str>,
+    current: Mutex<String>,
+    pub files_total: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+/// A consistent-enough copy for display.
+#[derive(Clone, Debug, Default)]
+pub struct ProgressView {
+    pub phase: &'static str,
+    pub current: String,
+    pub files_total: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub bytes_done: u64,
+}
+
+impl Progress {
+    pub fn set_phase(&self, phase: &'static str) {
+        *self.phase.lock().unwrap() = phase;
+    }
+
+    pub fn set_current(&self, path: &str) {
+        let mut c = self.current.lock().unwrap();
+        c.clear();
+        c.push_str(path);
+    }
+
+    pub fn start_totals(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Relaxed);
+        self.bytes_total.store(bytes, Relaxed);
+        self.files_done.store(0, Relaxed);
+        self.bytes_done.store(0, Relaxed);
+    }
+
+    pub fn view(&self) -> ProgressView {
+        ProgressView {
+            phase: *self.phase.lock().unwrap(),
+            current: self.current.lock().unwrap().clone(),
+            files_total: self.files_total.load(Relaxed),
+            bytes_total: self.bytes_total.load(Relaxed),
+            files_done: self.files_done.load(Relaxed),
+            bytes_done: self.bytes_done.load(Relaxed),
+        }
+    }
+}

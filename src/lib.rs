@@ -1,0 +1,16 @@
+//! snapnest: a backup pull server for routers and small NAS boxes.
+//!
+//! The binary is a thin shell over this library; tests drive the same entry points.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod model;
+pub mod quickstart;
+pub mod restore;
+pub mod source;
+pub mod storage;
+
+pub use error::{Error, Result};

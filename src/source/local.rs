@@ -1,0 +1,184 @@
+//! Folders on the box itself (a mounted share, a USB stick): the same engine, read with
+//! plain system calls. Never follows a symlink and never opens anything but regular files.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::listing::{all_ancestors, snapshot_path};
+use super::{Fetched, Listing, Throttle};
+use crate::error::Result;
+use crate::model::{Entry, FileProblem, Kind, Severity};
+
+#[derive(Default)]
+pub struct LocalSource;
+
+impl LocalSource {
+    pub fn new() -> LocalSource {
+        LocalSource
+    }
+
+    pub fn list(&mut self, folders: &[String]) -> Result<Listing> {
+        let mut listing = Listing::default();
+        for anc in all_ancestors(folders) {
+            match fs::symlink_metadata(&anc) {
+                Ok(md) => {
+                    push(&mut listing, Path::new(&anc), &anc, &md);
+                }
+                Err(e) => listing
+                    .problems
+                    .push(problem(Path::new(&anc), "listing", &e)),
+            };
+        }
+        for folder in folders {
+            let md = match fs::symlink_metadata(folder) {
+                Ok(md) => md,
+                Err(e) => {
+                    listing
+                        .problems
+                        .push(problem(Path::new(folder), "listing", &e));
+                    continue;
+                }
+            };
+            let mut stack = Vec::new();
+            if push(&mut listing, Path::new(folder), folder, &md) {
+                stack.push(PathBuf::from(folder));
+            }
+            while let Some(dir) = stack.pop() {
+                let rd = match fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) => {
+                        listing.problems.push(problem(&dir, "listing", &e));
+                        continue;
+                    }
+                };
+                for item in rd {
+                    let path = match item {
+                        Ok(item) => item.path(),
+                        Err(e) => {
+                            listing.problems.push(problem(&dir, "listing", &e));
+                            continue;
+                        }
+                    };
+                    match fs::symlink_metadata(&path) {
+                        Ok(md) => {
+                            if push(&mut listing, &path, folder, &md) {
+                                stack.push(path);
+                            }
+                        }
+                        Err(e) => listing.problems.push(problem(&path, "listing", &e)),
+                    }
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    pub fn fetch(
+        &mut self,
+        files: &[&Entry],
+        throttle: &mut Throttle,
+        sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for (index, f) in files.iter().enumerate() {
+            let abs = PathBuf::from(std::ffi::OsStr::from_bytes(&[b"/", &f.path[..]].concat()));
+            match open_regular(&abs) {
+                Ok(Some(mut file)) => {
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(f.size);
+                    let mut limited = throttle.reader(&mut file).take(size);
+                    sink(
+                        index,
+                        Fetched::Content {
+                            reader: &mut limited,
+                            size,
+                        },
+                    )?;
+                }
+                Ok(None) => sink(
+                    index,
+                    Fetched::Failed(FileProblem {
+                        path: f.display_path(),
+                        action: "reading",
+                        message: "is no longer a regular file; skipped".into(),
+                        severity: Severity::Warning,
+                    }),
+                )?,
+                Err(e) => sink(index, Fetched::Failed(problem(&abs, "reading", &e)))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open without following a final symlink and without blocking on a FIFO that took the
+/// file's place; None when the object is no longer a regular file.
+fn open_regular(path: &Path) -> io::Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(file.metadata()?.file_type().is_file().then_some(file))
+}
+
+/// Add one listed object; true when it is a folder to descend into.
+fn push(listing: &mut Listing, abs: &Path, folder: &str, md: &Metadata) -> bool {
+    let rel = match snapshot_path(abs.as_os_str().as_bytes(), folder) {
+        Ok(rel) => rel,
+        Err(why) => {
+            listing
+                .problems
+                .push(super::listing::refused(abs.as_os_str().as_bytes(), why));
+            return false;
+        }
+    };
+    let Some(kind) = Kind::from_mode(md.mode()) else {
+        return false;
+    };
+    let target = if kind == Kind::Symlink {
+        match fs::read_link(abs) {
+            Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
+            Err(e) => {
+                listing.problems.push(problem(abs, "listing", &e));
+                return false;
+            }
+        }
+    } else {
+        None
+    };
+    listing.entries.push(Entry {
+        path: rel,
+        kind,
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        target,
+    });
+    kind == Kind::Dir
+}
+
+fn problem(path: &Path, action: &'static str, e: &io::Error) -> FileProblem {
+    let vanished = e.kind() == io::ErrorKind::NotFound;
+    FileProblem {
+        path: path.to_string_lossy().into_owned(),
+        action,
+        message: if vanished {
+            "vanished before it could be read".into()
+        } else {
+            e.to_string()
+        },
+        severity: if vanished {
+            Severity::Warning
+        } else {
+            Severity::Error
+        },
+    }
+}

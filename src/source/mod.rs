@@ -1,0 +1,105 @@
+//! Where files come from. Two sources behind one small interface: the box's own folders and
+//! SSH hosts (GNU find/tar streams, or SFTP where those tools are missing).
+//! An enum rather than a trait object: the set is closed and the job owns its source.
+
+pub mod listing;
+pub mod local;
+pub mod sftp;
+pub mod ssh;
+pub mod stream;
+pub mod throttle;
+
+use std::io::Read;
+
+use crate::config::{Host, SourceSpec, Transfer};
+use crate::error::Result;
+use crate::model::{Entry, FileProblem};
+pub use throttle::Throttle;
+
+/// A host's folders as listed: entries (unsorted, paths validated) and the problems met.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<FileProblem>,
+}
+
+/// What a fetch reports for each requested file, in request order.
+pub enum Fetched<'a> {
+    /// The content; `size` bytes can be read. A size other than the listed one means the
+    /// file changed after it was listed.
+    Content { reader: &'a mut dyn Read, size: u64 },
+    /// The content was delivered but may be inconsistent (changed while being read).
+    Changed { message: String },
+    /// Nothing could be read.
+    Failed(FileProblem),
+}
+
+pub enum Source {
+    Local(local::LocalSource),
+    Stream(stream::StreamSource),
+    Sftp(sftp::SftpSource),
+}
+
+impl Source {
+    /// Connect (for SSH: TCP, pinned host key, key auth) and pick the transfer method.
+    pub fn open(host: &Host) -> Result<Source> {
+        match &host.source {
+            SourceSpec::Local => Ok(Source::Local(local::LocalSource::new())),
+            SourceSpec::Ssh(spec) => {
+                let conn = ssh::Connection::connect(&host.name, spec, host.timeout, true)?;
+                let use_stream = match spec.transfer {
+                    Transfer::Stream => true,
+                    Transfer::Sftp => false,
+                    Transfer::Auto => stream::has_gnu_tools(&conn)?,
+                };
+                Ok(if use_stream {
+                    Source::Stream(stream::StreamSource::new(conn))
+                } else {
+                    Source::Sftp(sftp::SftpSource::new(conn)?)
+                })
+            }
+        }
+    }
+
+    /// How this source reads, for messages: "local", "ssh stream", "ssh sftp".
+    pub fn method(&self) -> &'static str {
+        match self {
+            Source::Local(_) => "local",
+            Source::Stream(_) => "ssh (find+tar stream)",
+            Source::Sftp(_) => "ssh (sftp)",
+        }
+    }
+
+    /// List `folders` (absolute, normalised, not overlapping) and their parent folders.
+    pub fn list(&mut self, host: &str, folders: &[String]) -> Result<Listing> {
+        match self {
+            Source::Local(s) => s.list(folders),
+            Source::Stream(s) => s.list(host, folders),
+            Source::Sftp(s) => s.list(host, folders),
+        }
+    }
+
+    /// Read the content of `files` (regular files from this source's listing), calling `sink`
+    /// once per file, in order. An Err from `sink` stops the fetch and is returned.
+    pub fn fetch(
+        &mut self,
+        files: &[&Entry],
+        throttle: &mut Throttle,
+        sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Source::Local(s) => s.fetch(files, throttle, sink),
+            Source::Stream(s) => s.fetch(files, throttle, sink),
+            Source::Sftp(s) => s.fetch(files, throttle, sink),
+        }
+    }
+
+    /// Between batches: keep an idle SSH connection alive.
+    pub fn keepalive(&mut self) -> Result<()> {
+        match self {
+            Source::Local(_) => Ok(()),
+            Source::Stream(s) => s.conn.keepalive(),
+            Source::Sftp(s) => s.conn.keepalive(),
+        }
+    }
+}

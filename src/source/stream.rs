@@ -1,0 +1,249 @@
+//! The fast path for SSH hosts with GNU find and tar: one `find -printf` for the listing and
+//! one `tar` stream per batch of files, file names sent NUL-separated on stdin. Few round
+//! trips, so the link is kept full (the design notes: streaming beats per-file requests).
+
+use super::listing::{all_ancestors, folder_of, parse_find_output, FIND_FORMAT};
+use super::ssh::{sh_quote, ChannelReader, Connection};
+use super::{Fetched, Listing, Throttle};
+use crate::error::{Error, Result};
+use crate::model::{Entry, FileProblem, Severity};
+
+/// Names per tar stream, and their bytes: small enough to fit the server's channel window.
+const BATCH_FILES: usize = 20_000;
+const BATCH_NAME_BYTES: usize = 1 << 20;
+
+pub struct StreamSource {
+    pub conn: Connection,
+}
+
+/// GNU findutils and GNU tar ≥ 1.29 (for `--verbatim-files-from`)?
+pub fn has_gnu_tools(conn: &Connection) -> Result<bool> {
+    let out = conn.run(
+        "LC_ALL=C find --version 2>&1; LC_ALL=C tar --version 2>&1",
+        b"",
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tar_ok = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tar (GNU tar) "))
+        .and_then(|v| {
+            let mut it = v.trim().split('.');
+            Some((
+                it.next()?.parse::<u32>().ok()?,
+                it.next()?.parse::<u32>().ok()?,
+            ))
+        })
+        .is_some_and(|(maj, min)| (maj, min) >= (1, 29));
+    Ok(text.contains("GNU findutils") && tar_ok)
+}
+
+impl StreamSource {
+    pub fn new(conn: Connection) -> StreamSource {
+        StreamSource { conn }
+    }
+
+    pub fn list(&mut self, host: &str, folders: &[String]) -> Result<Listing> {
+        let ancestors = all_ancestors(folders);
+        let quoted = |list: &[String]| {
+            list.iter()
+                .map(|f| sh_quote(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut cmd = String::from("LC_ALL=C; export LC_ALL; ");
+        if !ancestors.is_empty() {
+            cmd += &format!(
+                "find {} -maxdepth 0 -printf '{FIND_FORMAT}'; ",
+                quoted(&ancestors)
+            );
+        }
+        cmd += &format!("find {} -printf '{FIND_FORMAT}'", quoted(folders));
+        let out = self.conn.run(&cmd, b"")?;
+        if out.status == 126 || out.status == 127 {
+            return Err(Error::Listing {
+                host: host.to_string(),
+                folder: folders.join(", "),
+                message: format!(
+                    "find could not run: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let mut roots = folders.to_vec();
+        roots.extend(ancestors);
+        let mut listing = Listing::default();
+        parse_find_output(&out.stdout, folder_of(&roots), &mut listing).map_err(|m| {
+            Error::Listing {
+                host: host.to_string(),
+                folder: folders.join(", "),
+                message: m,
+            }
+        })?;
+        for line in String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            listing.problems.push(FileProblem {
+                path: error_path(line).unwrap_or_default(),
+                action: "listing",
+                message: line.trim().to_string(),
+                severity: Severity::Error,
+            });
+        }
+        Ok(listing)
+    }
+
+    pub fn fetch(
+        &mut self,
+        files: &[&Entry],
+        throttle: &mut Throttle,
+        sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut start = 0;
+        while start < files.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < files.len() && end - start < BATCH_FILES && bytes < BATCH_NAME_BYTES {
+                bytes += files[end].path.len() + 1;
+                end += 1;
+            }
+            self.fetch_batch(&files[start..end], start, throttle, sink)?;
+            self.conn.keepalive()?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn fetch_batch(
+        &mut self,
+        files: &[&Entry],
+        offset: usize,
+        throttle: &mut Throttle,
+        sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut names = Vec::with_capacity(files.iter().map(|f| f.path.len() + 1).sum());
+        for f in files {
+            names.extend_from_slice(&f.path);
+            names.push(0);
+        }
+        let cmd = "LC_ALL=C tar -C / --null --verbatim-files-from --no-recursion --quoting-style=literal -T - -cf -";
+        let mut channel = self.conn.start(cmd, &names)?;
+        let mut stderr = Vec::new();
+        let mut missing = Vec::new();
+        let mut next = 0; // files before `next` are settled
+        {
+            let mut reader = ChannelReader {
+                conn: &self.conn,
+                channel: &mut channel,
+                stderr: &mut stderr,
+            };
+            let mut throttled = throttle.reader(&mut reader);
+            let mut archive = tar::Archive::new(&mut throttled);
+            let entries = archive
+                .entries()
+                .map_err(|e| self.conn.fail(format!("reading tar stream: {e}")))?;
+            for item in entries {
+                let mut item =
+                    item.map_err(|e| self.conn.fail(format!("reading tar stream: {e}")))?;
+                let name = item.path_bytes().into_owned();
+                // tar keeps request order; anything it skipped could not be read.
+                let Some(pos) = files[next..].iter().position(|f| f.path == name) else {
+                    continue; // not something we asked for: ignore it
+                };
+                missing.extend(next..next + pos);
+                let index = next + pos;
+                next = index + 1;
+                let event = if item.header().entry_type().is_file() {
+                    let size = item.size();
+                    Fetched::Content {
+                        reader: &mut item,
+                        size,
+                    }
+                } else {
+                    Fetched::Failed(FileProblem {
+                        path: files[index].display_path(),
+                        action: "reading",
+                        message: "changed into a folder or symlink while being read; skipped"
+                            .into(),
+                        severity: Severity::Warning,
+                    })
+                };
+                sink(offset + index, event)?;
+            }
+            drop(archive);
+            // The end-of-archive padding, so the channel can close cleanly.
+            std::io::copy(&mut throttled, &mut std::io::sink())
+                .map_err(|e| self.conn.fail(format!("reading tar stream: {e}")))?;
+        }
+        missing.extend(next..files.len());
+        let status = self.conn.finish(channel, &mut stderr)?;
+        if status == 126 || status == 127 {
+            return Err(self.conn.fail(format!(
+                "tar could not run: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        }
+        let stderr = String::from_utf8_lossy(&stderr);
+        let missing_set: std::collections::HashSet<usize> = missing.iter().copied().collect();
+        for (index, f) in files.iter().enumerate() {
+            let name = String::from_utf8_lossy(&f.path);
+            let prefix = format!("tar: {name}: ");
+            let said: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+            if missing_set.contains(&index) {
+                let vanished = said.iter().any(|l| l.contains("No such file"));
+                let message = match said.first() {
+                    Some(l) => l[prefix.len()..].to_string(),
+                    None => "not delivered by tar".to_string(),
+                };
+                sink(
+                    offset + index,
+                    Fetched::Failed(FileProblem {
+                        path: f.display_path(),
+                        action: "reading",
+                        message: if vanished {
+                            "vanished before it could be read".into()
+                        } else {
+                            message
+                        },
+                        severity: if vanished {
+                            Severity::Warning
+                        } else {
+                            Severity::Error
+                        },
+                    }),
+                )?;
+            } else if let Some(l) = said
+                .iter()
+                .find(|l| l.contains("changed as we read") || l.contains("shrank"))
+            {
+                sink(
+                    offset + index,
+                    Fetched::Changed {
+                        message: l[prefix.len()..].to_string(),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `find: '/x': Permission denied` → `/x`.
+fn error_path(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("find: ")?;
+    let rest = rest.strip_prefix('\'').or_else(|| rest.strip_prefix('‘'))?;
+    let end = rest.find("': ").or_else(|| rest.find("’: "))?;
+    Some(rest[..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn find_error_lines_name_the_path() {
+        assert_eq!(
+            super::error_path("find: '/root/x': Permission denied").as_deref(),
+            Some("/root/x")
+        );
+        assert_eq!(super::error_path("something else"), None);
+    }
+}

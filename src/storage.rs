@@ -1,0 +1,172 @@
+//! The storage folder on the backup disk: its marker, catalog and per-host locks.
+//! Layout: `<root>/.snapnest/{marker,catalog.db,lock-<host>}` and `<root>/<host>/<snapshot>/…`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+const META_DIR: &str = ".snapnest";
+const MARKER: &str = "marker";
+const CATALOG: &str = "catalog.db";
+
+#[derive(Clone, Debug)]
+pub struct Storage {
+    root: PathBuf,
+    id: String,
+}
+
+/// What `init` found or did.
+#[derive(Debug)]
+pub enum InitOutcome {
+    Created { id: String },
+    AlreadyInitialised { id: String },
+}
+
+impl Storage {
+    /// Prepare `root` for backups. The folder itself must already exist: an absent folder
+    /// usually means an unmounted disk, and creating it would fill the wrong filesystem.
+    pub fn init(root: &Path) -> Result<InitOutcome> {
+        let meta = fs::metadata(root).map_err(|e| {
+            Error::Other(format!(
+                "storage folder {} does not exist or cannot be read ({e}); snapnest never creates it \
+                 itself. Mount the backup disk, or create the folder, then run init again",
+                root.display()
+            ))
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Other(format!(
+                "storage path {} is not a folder",
+                root.display()
+            )));
+        }
+        if let Ok(s) = Storage::open(root) {
+            return Ok(InitOutcome::AlreadyInitialised { id: s.id });
+        }
+        let meta_dir = root.join(META_DIR);
+        fs::create_dir_all(&meta_dir).at(&meta_dir, "creating")?;
+        let id = uuid::Uuid::new_v4().to_string();
+        // Catalog first, marker last: a marker promises a usable catalog.
+        let catalog = crate::catalog::Catalog::open(&meta_dir.join(CATALOG))?;
+        catalog.set_storage_id(&id)?;
+        drop(catalog);
+        let marker = meta_dir.join(MARKER);
+        let tmp = meta_dir.join("marker.tmp");
+        let text = format!(
+            "# snapnest storage marker: backups only run where this file is present.\nid = \"{id}\"\ncreated = \"{}\"\n",
+            chrono::Local::now().to_rfc3339()
+        );
+        let mut f = File::create(&tmp).at(&tmp, "creating")?;
+        f.write_all(text.as_bytes()).at(&tmp, "writing")?;
+        f.sync_all().at(&tmp, "syncing")?;
+        fs::rename(&tmp, &marker).at(&marker, "creating")?;
+        sync_dir(&meta_dir)?;
+        Ok(InitOutcome::Created { id })
+    }
+
+    /// Open an initialised storage folder; refuses when the marker is missing.
+    pub fn open(root: &Path) -> Result<Storage> {
+        let marker = root.join(META_DIR).join(MARKER);
+        let text = match fs::read_to_string(&marker) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialised {
+                    storage: root.to_path_buf(),
+                    marker,
+                })
+            }
+            Err(e) => return Err(Error::io(marker, "reading storage marker", e)),
+        };
+        let id = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("id = \"")?
+                    .strip_suffix('"')
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "storage marker {} is damaged (no id line)",
+                    marker.display()
+                ))
+            })?;
+        Ok(Storage {
+            root: root.to_path_buf(),
+            id,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join(META_DIR).join(CATALOG)
+    }
+
+    /// Open the catalog and check it belongs to this disk's marker.
+    pub fn catalog(&self) -> Result<crate::catalog::Catalog> {
+        let path = self.catalog_path();
+        if !path.exists() {
+            return Err(Error::Other(format!(
+                "catalog {} is missing although the marker is present; the disk may be damaged",
+                path.display()
+            )));
+        }
+        let c = crate::catalog::Catalog::open(&path)?;
+        match c.storage_id()? {
+            Some(id) if id == self.id => Ok(c),
+            other => Err(Error::Other(format!(
+                "catalog {} belongs to storage {:?}, but the marker says {:?}; refusing to mix two disks",
+                path.display(),
+                other.unwrap_or_default(),
+                self.id
+            ))),
+        }
+    }
+
+    /// `<root>/<host>`, created on first use (inside an initialised storage only).
+    pub fn host_dir(&self, host: &str) -> Result<PathBuf> {
+        let dir = self.root.join(host);
+        match fs::create_dir(&dir) {
+            Ok(()) => sync_dir(&self.root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(dir, "creating host folder", e)),
+        }
+        Ok(dir)
+    }
+
+    /// One backup per host at a time, across processes. Released when dropped.
+    pub fn lock_host(&self, host: &str) -> Result<HostLock> {
+        let path = self.root.join(META_DIR).join(format!("lock-{host}"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path, "opening lock file")?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(HostLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Other(format!(
+                "host {host}: another snapnest backup of this host is running"
+            ))),
+            Err(e) => Err(Error::io(path, "locking", e.into())),
+        }
+    }
+}
+
+pub struct HostLock {
+    _file: File,
+}
+
+/// Make a rename or create in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .at(dir, "syncing folder")
+}
