@@ -42,9 +42,14 @@ impl Report {
     pub fn summary(&self) -> String {
         let s = &self.stats;
         let mut line = format!(
-            "{}: {} in {}: {} files, {} ({} new files, {} new; {} linked",
+            "{}: {}{} in {}: {} files, {} ({} new files, {} new; {} linked",
             self.host,
             self.outcome.as_str(),
+            if self.method.is_empty() {
+                String::new()
+            } else {
+                format!(" via {}", self.method)
+            },
             humantime::format_duration(Duration::from_millis(self.duration.as_millis() as u64)),
             s.files,
             bytesize::ByteSize(s.bytes),

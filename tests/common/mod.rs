@@ -1,0 +1,321 @@
+//! Test fixtures: a real OpenSSH server on 127.0.0.1 with its own keys and config in a temp
+//! folder, storage folders, trees to back up, and the real `snapnest` binary.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub client_key: PathBuf,
+    pub fingerprint: String,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        Sshd::start_with(&[])
+    }
+
+    /// Start sshd with extra `sshd_config` lines (e.g. `SetEnv PATH=…`).
+    pub fn start_with(extra: &[&str]) -> Sshd {
+        fs::create_dir_all("/run/sshd").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        let fingerprint = fingerprint_of(&d.join("host_key.pub"));
+        let port = free_port();
+        let mut cfg = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+             StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        for line in extra {
+            cfg.push_str(line);
+            cfg.push('\n');
+        }
+        fs::write(d.join("sshd_config"), cfg).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("starting sshd (install openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            client_key: d.join("client_key"),
+            dir,
+            port,
+            fingerprint,
+            child,
+        }
+    }
+
+    /// A `[[host]]` table for this server.
+    pub fn host_toml(&self, name: &str, folders: &[&Path], extra: &str) -> String {
+        format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nidentity = \"{}\"\nhost_key = \"{}\"\nfolders = [{}]\n{extra}\n",
+            self.port,
+            self.client_key.display(),
+            self.fingerprint,
+            folders.iter().map(|f| format!("\"{}\"", f.display())).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+}
+
+pub fn fingerprint_of(pubkey: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pubkey)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_string()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A storage folder and a config file in a temp folder.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub storage: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// `hosts` are `[[host]]` tables; `defaults` goes under `[defaults]`.
+    pub fn new(hosts: &str, defaults: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("store");
+        fs::create_dir(&storage).unwrap();
+        let config = dir.path().join("snapnest.toml");
+        fs::write(
+            &config,
+            format!(
+                "[storage]\npath = \"{}\"\n\n[defaults]\n{defaults}\n\n{hosts}",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        Setup {
+            dir,
+            storage,
+            config,
+        }
+    }
+
+    pub fn snapnest(&self, args: &[&str]) -> Output {
+        snapnest(&self.config, args)
+    }
+
+    pub fn init(&self) {
+        let out = self.snapnest(&["init"]);
+        assert!(out.status.success(), "init: {}", text(&out));
+    }
+
+    /// Run a backup and return its output, asserting the exit code.
+    pub fn backup(&self, host: &str, expect_code: i32) -> String {
+        let out = self.snapnest(&["backup", host]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(expect_code), "backup {host}:\n{t}");
+        t
+    }
+
+    pub fn snapshots(&self, host: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.storage.join(host))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("20") && p.is_dir()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn latest(&self, host: &str) -> PathBuf {
+        fs::canonicalize(self.storage.join(host).join("latest")).unwrap()
+    }
+}
+
+pub fn snapnest(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Inside snapshot `snap`, the copy of source path `src`.
+pub fn in_snap(snap: &Path, src: &Path) -> PathBuf {
+    snap.join(src.strip_prefix("/").unwrap())
+}
+
+/// Assert two trees are the same: names, types, content, mtimes (ns), modes, symlink targets.
+pub fn assert_same_tree(src: &Path, copy: &Path) {
+    let mut stack = vec![PathBuf::new()];
+    let mut seen = 0;
+    while let Some(rel) = stack.pop() {
+        let a = src.join(&rel);
+        let b = copy.join(&rel);
+        let ma = fs::symlink_metadata(&a).unwrap();
+        let mb = fs::symlink_metadata(&b)
+            .unwrap_or_else(|e| panic!("{} missing in snapshot: {e}", b.display()));
+        seen += 1;
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {}", rel.display());
+        assert_eq!(
+            ma.mode() & 0o7777,
+            mb.mode() & 0o7777,
+            "mode of {}",
+            rel.display()
+        );
+        if !ma.file_type().is_symlink() {
+            assert_eq!(
+                (ma.mtime(), ma.mtime_nsec()),
+                (mb.mtime(), mb.mtime_nsec()),
+                "mtime of {}",
+                rel.display()
+            );
+        }
+        assert_eq!(
+            (ma.uid(), ma.gid()),
+            (mb.uid(), mb.gid()),
+            "owner of {}",
+            rel.display()
+        );
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                fs::read_link(&a).unwrap(),
+                fs::read_link(&b).unwrap(),
+                "target of {}",
+                rel.display()
+            );
+        } else if ma.is_file() {
+            assert!(
+                fs::read(&a).unwrap() == fs::read(&b).unwrap(),
+                "content of {}",
+                rel.display()
+            );
+        } else if ma.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(&a)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            let mut names_b: Vec<_> = fs::read_dir(&b)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names_b.sort();
+            assert_eq!(names, names_b, "entries of {}", rel.display());
+            for n in names {
+                stack.push(rel.join(n));
+            }
+        }
+    }
+    assert!(seen > 1);
+}
+
+/// Write a file with a given mtime (ns precision).
+pub fn write_file(path: &Path, content: &[u8], mtime_ns: i64) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+    set_mtime(path, mtime_ns);
+}
+
+pub fn set_mtime(path: &Path, ns: i64) {
+    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns as u64);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+/// A small tree with the usual variety: nested folders, modes, symlinks, an empty folder,
+/// a file with a nanosecond mtime.
+pub fn sample_tree(root: &Path) {
+    write_file(&root.join("a.txt"), b"hello\n", 1_700_000_000_123_456_789);
+    write_file(
+        &root.join("docs/report.odt"),
+        &vec![7u8; 300_000],
+        1_700_000_100_000_000_001,
+    );
+    write_file(
+        &root.join("docs/deep/er/notes.md"),
+        b"# notes\n",
+        1_690_000_000_000_000_000,
+    );
+    write_file(
+        &root.join("bin/run.sh"),
+        b"#!/bin/sh\necho hi\n",
+        1_700_000_200_000_000_000,
+    );
+    fs::set_permissions(root.join("bin/run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(root.join("docs/deep"), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::create_dir_all(root.join("empty/folder")).unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("link-rel")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("link-abs")).unwrap();
+    std::os::unix::fs::symlink("../../outside", root.join("docs/link-out")).unwrap();
+    std::os::unix::fs::symlink("missing", root.join("dangling")).unwrap();
+    std::os::unix::fs::chown(root.join("a.txt"), Some(1234), Some(5678)).unwrap();
+}
