@@ -1,0 +1,137 @@
+//! Interruptions: kill -9 mid-run, a full disk, the link-count limit. Nothing is lost and
+//! the next run picks up where the last one stopped.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn staging_dirs(s: &Setup, host: &str) -> Vec<std::path::PathBuf> {
+    fs::read_dir(s.storage.join(host))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".incomplete-"))
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
+    let sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        write_file(&src.path().join(format!("d{}/f{i:02}.bin", i % 4)), &vec![i as u8; 100_000], 1_700_000_000_000_000_000 + i);
+    }
+    // 4 MB at 1 MB/s: about four seconds, killed after one and a half.
+    let s = Setup::new(&sshd.host_toml("laptop", &[src.path()], "bwlimit = \"1MB/s\""), "");
+    s.init();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the run should still be going");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    assert!(s.snapshots("laptop").is_empty(), "no snapshot published by the killed run");
+    assert!(!s.storage.join("laptop/latest").exists());
+    let staging = staging_dirs(&s, "laptop");
+    assert_eq!(staging.len(), 1, "the killed run left its staging folder");
+
+    // The rerun resumes into it: files completed before the kill are not fetched again.
+    let fast = fs::read_to_string(&s.config).unwrap().replace("bwlimit = \"1MB/s\"", "");
+    fs::write(&s.config, fast).unwrap();
+    let out = s.backup("laptop", 0);
+    let resumed: u64 = out
+        .split(" resumed")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("summary mentions resumed files: {out}"));
+    assert!(resumed > 0 && resumed < 40, "{out}");
+    assert!(out.contains(&format!("{} new files", 40 - resumed)), "{out}");
+    assert!(staging_dirs(&s, "laptop").is_empty());
+    assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
+
+    // The catalog remembers the killed run.
+    let list = text(&s.snapnest(&["list", "laptop"]));
+    assert_eq!(list.lines().filter(|l| l.starts_with("laptop")).count(), 1, "{list}");
+}
+
+#[test]
+fn a_full_disk_fails_the_run_cleanly_and_keeps_the_previous_snapshot() {
+    let img = tempfile::tempdir().unwrap();
+    let image = img.path().join("disk.img");
+    let mnt = img.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    assert!(Command::new("truncate").args(["-s", "24M"]).arg(&image).status().unwrap().success());
+    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image).status().unwrap().success());
+    assert!(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mnt).status().unwrap().success(), "loop mount");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("small.txt"), b"small", 1_700_000_000_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    fs::write(
+        &config,
+        format!("[storage]\npath = \"{}\"\n[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n", mnt.display(), src.path().display()),
+    )
+    .unwrap();
+    assert!(snapnest(&config, &["init"]).status.success());
+    let out = snapnest(&config, &["backup", "box"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let first = fs::canonicalize(mnt.join("box/latest")).unwrap();
+
+    // 40 MB does not fit on a 24 MB disk.
+    write_file(&src.path().join("big.bin"), &vec![3u8; 40 << 20], 1_700_000_000_000_000_000);
+    let out = snapnest(&config, &["backup", "box"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("No space left") && t.contains("big.bin"), "the error names the cause and the file: {t}");
+    assert_eq!(fs::canonicalize(mnt.join("box/latest")).unwrap(), first, "latest still points at the good snapshot");
+    assert_eq!(fs::read(first.join(src.path().strip_prefix("/").unwrap()).join("small.txt")).unwrap(), b"small");
+}
+
+#[test]
+fn a_file_at_the_link_count_limit_is_copied_not_aborted() {
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("popular.txt"), b"linked a lot", 1_700_000_000_000_000_000);
+    write_file(&src.path().join("other.txt"), b"other", 1_700_000_000_000_000_000);
+    let s = Setup::new(&format!("[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n", src.path().display()), "");
+    s.init();
+    s.backup("box", 0);
+    let stored = in_snap(&s.latest("box"), &src.path().join("popular.txt"));
+    // Bring the stored file to ext4's limit of 65,000 links.
+    let crowd = s.storage.join("crowd");
+    fs::create_dir(&crowd).unwrap();
+    let started = Instant::now();
+    let mut n = fs::metadata(&stored).unwrap().nlink();
+    while n < 65_000 {
+        match fs::hard_link(&stored, crowd.join(n.to_string())) {
+            Ok(()) => n += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EMLINK) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    eprintln!("made {n} links in {:?}", started.elapsed());
+
+    let out = s.backup("box", 0);
+    assert!(out.contains("0 new files"), "copied locally, not fetched: {out}");
+    let second = in_snap(&s.latest("box"), &src.path().join("popular.txt"));
+    assert_eq!(fs::read(&second).unwrap(), b"linked a lot");
+    assert_ne!(fs::metadata(&second).unwrap().ino(), fs::metadata(&stored).unwrap().ino(), "a fresh copy");
+    let _ = fs::remove_dir_all(&crowd);
+}
