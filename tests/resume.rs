@@ -14,7 +14,12 @@ fn staging_dirs(s: &Setup, host: &str) -> Vec<std::path::PathBuf> {
     fs::read_dir(s.storage.join(host))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".incomplete-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".incomplete-")
+        })
         .collect()
 }
 
@@ -23,10 +28,17 @@ fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
     let sshd = Sshd::start();
     let src = tempfile::tempdir().unwrap();
     for i in 0..40 {
-        write_file(&src.path().join(format!("d{}/f{i:02}.bin", i % 4)), &vec![i as u8; 100_000], 1_700_000_000_000_000_000 + i);
+        write_file(
+            &src.path().join(format!("d{}/f{i:02}.bin", i % 4)),
+            &vec![i as u8; 100_000],
+            1_700_000_000_000_000_000 + i,
+        );
     }
     // 4 MB at 1 MB/s: about four seconds, killed after one and a half.
-    let s = Setup::new(&sshd.host_toml("laptop", &[src.path()], "bwlimit = \"1MB/s\""), "");
+    let s = Setup::new(
+        &sshd.host_toml("laptop", &[src.path()], "bwlimit = \"1MB/s\""),
+        "",
+    );
     s.init();
     let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
         .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
@@ -35,17 +47,25 @@ fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the run should still be going");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run should still be going"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    assert!(s.snapshots("laptop").is_empty(), "no snapshot published by the killed run");
+    assert!(
+        s.snapshots("laptop").is_empty(),
+        "no snapshot published by the killed run"
+    );
     assert!(!s.storage.join("laptop/latest").exists());
     let staging = staging_dirs(&s, "laptop");
     assert_eq!(staging.len(), 1, "the killed run left its staging folder");
 
     // The rerun resumes into it: files completed before the kill are not fetched again.
-    let fast = fs::read_to_string(&s.config).unwrap().replace("bwlimit = \"1MB/s\"", "");
+    let fast = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("bwlimit = \"1MB/s\"", "");
     fs::write(&s.config, fast).unwrap();
     let out = s.backup("laptop", 0);
     let resumed: u64 = out
@@ -55,13 +75,20 @@ fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("summary mentions resumed files: {out}"));
     assert!(resumed > 0 && resumed < 40, "{out}");
-    assert!(out.contains(&format!("{} new files", 40 - resumed)), "{out}");
+    assert!(
+        out.contains(&format!("{} new files", 40 - resumed)),
+        "{out}"
+    );
     assert!(staging_dirs(&s, "laptop").is_empty());
     assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
 
     // The catalog remembers the killed run.
     let list = text(&s.snapnest(&["list", "laptop"]));
-    assert_eq!(list.lines().filter(|l| l.starts_with("laptop")).count(), 1, "{list}");
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("laptop")).count(),
+        1,
+        "{list}"
+    );
 }
 
 #[test]
@@ -70,9 +97,28 @@ fn a_full_disk_fails_the_run_cleanly_and_keeps_the_previous_snapshot() {
     let image = img.path().join("disk.img");
     let mnt = img.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    assert!(Command::new("truncate").args(["-s", "24M"]).arg(&image).status().unwrap().success());
-    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image).status().unwrap().success());
-    assert!(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mnt).status().unwrap().success(), "loop mount");
+    assert!(Command::new("truncate")
+        .args(["-s", "24M"])
+        .arg(&image)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success(),
+        "loop mount"
+    );
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -82,7 +128,11 @@ fn a_full_disk_fails_the_run_cleanly_and_keeps_the_previous_snapshot() {
     let _guard = Unmount(mnt.clone());
 
     let src = tempfile::tempdir().unwrap();
-    write_file(&src.path().join("small.txt"), b"small", 1_700_000_000_000_000_000);
+    write_file(
+        &src.path().join("small.txt"),
+        b"small",
+        1_700_000_000_000_000_000,
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     fs::write(
@@ -96,21 +146,54 @@ fn a_full_disk_fails_the_run_cleanly_and_keeps_the_previous_snapshot() {
     let first = fs::canonicalize(mnt.join("box/latest")).unwrap();
 
     // 40 MB does not fit on a 24 MB disk.
-    write_file(&src.path().join("big.bin"), &vec![3u8; 40 << 20], 1_700_000_000_000_000_000);
+    write_file(
+        &src.path().join("big.bin"),
+        &vec![3u8; 40 << 20],
+        1_700_000_000_000_000_000,
+    );
     let out = snapnest(&config, &["backup", "box"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("No space left") && t.contains("big.bin"), "the error names the cause and the file: {t}");
-    assert_eq!(fs::canonicalize(mnt.join("box/latest")).unwrap(), first, "latest still points at the good snapshot");
-    assert_eq!(fs::read(first.join(src.path().strip_prefix("/").unwrap()).join("small.txt")).unwrap(), b"small");
+    assert!(
+        t.contains("No space left") && t.contains("big.bin"),
+        "the error names the cause and the file: {t}"
+    );
+    assert_eq!(
+        fs::canonicalize(mnt.join("box/latest")).unwrap(),
+        first,
+        "latest still points at the good snapshot"
+    );
+    assert_eq!(
+        fs::read(
+            first
+                .join(src.path().strip_prefix("/").unwrap())
+                .join("small.txt")
+        )
+        .unwrap(),
+        b"small"
+    );
 }
 
 #[test]
 fn a_file_at_the_link_count_limit_is_copied_not_aborted() {
     let src = tempfile::tempdir().unwrap();
-    write_file(&src.path().join("popular.txt"), b"linked a lot", 1_700_000_000_000_000_000);
-    write_file(&src.path().join("other.txt"), b"other", 1_700_000_000_000_000_000);
-    let s = Setup::new(&format!("[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n", src.path().display()), "");
+    write_file(
+        &src.path().join("popular.txt"),
+        b"linked a lot",
+        1_700_000_000_000_000_000,
+    );
+    write_file(
+        &src.path().join("other.txt"),
+        b"other",
+        1_700_000_000_000_000_000,
+    );
+    let s = Setup::new(
+        &format!(
+            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
+            src.path().display()
+        ),
+        "",
+    );
     s.init();
     s.backup("box", 0);
     let stored = in_snap(&s.latest("box"), &src.path().join("popular.txt"));
@@ -129,9 +212,86 @@ fn a_file_at_the_link_count_limit_is_copied_not_aborted() {
     eprintln!("made {n} links in {:?}", started.elapsed());
 
     let out = s.backup("box", 0);
-    assert!(out.contains("0 new files"), "copied locally, not fetched: {out}");
+    assert!(
+        out.contains("0 new files"),
+        "copied locally, not fetched: {out}"
+    );
     let second = in_snap(&s.latest("box"), &src.path().join("popular.txt"));
     assert_eq!(fs::read(&second).unwrap(), b"linked a lot");
-    assert_ne!(fs::metadata(&second).unwrap().ino(), fs::metadata(&stored).unwrap().ino(), "a fresh copy");
+    assert_ne!(
+        fs::metadata(&second).unwrap().ino(),
+        fs::metadata(&stored).unwrap().ino(),
+        "a fresh copy"
+    );
     let _ = fs::remove_dir_all(&crowd);
+}
+
+#[test]
+fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes() {
+    let mut sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        write_file(
+            &src.path().join(format!("f{i:02}.bin")),
+            &vec![i as u8; 100_000],
+            1_700_000_000_000_000_000 + i,
+        );
+    }
+    let s = Setup::new(
+        &sshd.host_toml(
+            "laptop",
+            &[src.path()],
+            "bwlimit = \"1MB/s\"\ntimeout = \"2s\"",
+        ),
+        "",
+    );
+    s.init();
+    let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // The machine freezes mid-transfer (laptop lid closed, Wi-Fi gone): nothing more arrives.
+    let frozen = sshd.session_pids();
+    assert!(!frozen.is_empty(), "a session is being served");
+    for pid in &frozen {
+        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+    }
+    let stopped_at = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = stopped_at.elapsed();
+    for pid in &frozen {
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    let t = text(&out);
+    eprintln!("after {waited:?}: {t}");
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("laptop: failed"), "{t}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "gave up after {waited:?}, timeout is 2s"
+    );
+    assert!(s.snapshots("laptop").is_empty());
+
+    sshd.stop();
+    let sshd2 = Sshd::start();
+    // Same machine, new server instance on another port with another key: re-pin.
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    let cfg = cfg
+        .replace(
+            &format!("port = {}", sshd.port),
+            &format!("port = {}", sshd2.port),
+        )
+        .replace(&sshd.fingerprint, &sshd2.fingerprint)
+        .replace(
+            &sshd.client_key.display().to_string(),
+            &sshd2.client_key.display().to_string(),
+        )
+        .replace("bwlimit = \"1MB/s\"", "");
+    fs::write(&s.config, cfg).unwrap();
+    let out = s.backup("laptop", 0);
+    assert!(out.contains("resumed"), "{out}");
+    assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
 }

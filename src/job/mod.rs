@@ -235,7 +235,7 @@ fn run(
                         Ok(n) => n,
                         Err(CopyError::Read(err)) => {
                             return Err(Error::Other(format!(
-                                "reading {}: {err}",
+                                "the connection stopped while reading {} ({err}); the next run resumes where this one stopped",
                                 e.display_path()
                             )))
                         }

@@ -33,12 +33,11 @@ impl LocalSource {
             };
         }
         for folder in folders {
-            let md = match fs::symlink_metadata(folder) {
+            // A configured folder that is a symlink is backed up as the folder it points to.
+            let md = match fs::metadata(folder) {
                 Ok(md) => md,
                 Err(e) => {
-                    listing
-                        .problems
-                        .push(problem(Path::new(folder), "listing", &e));
+                    listing.problems.push(missing_folder(folder, &e));
                     continue;
                 }
             };
@@ -163,6 +162,16 @@ fn push(listing: &mut Listing, abs: &Path, folder: &str, md: &Metadata) -> bool 
         target,
     });
     kind == Kind::Dir
+}
+
+/// A configured folder that cannot be read is an error, not a vanished file.
+fn missing_folder(folder: &str, e: &io::Error) -> FileProblem {
+    FileProblem {
+        path: folder.to_string(),
+        action: "listing",
+        message: format!("configured folder: {e}"),
+        severity: Severity::Error,
+    }
 }
 
 fn problem(path: &Path, action: &'static str, e: &io::Error) -> FileProblem {

@@ -39,10 +39,16 @@ impl SftpSource {
             }
         }
         for folder in folders {
-            let top = match self.sftp.lstat(Path::new(folder)) {
+            // stat, not lstat: a configured folder that is a symlink is followed.
+            let top = match self.sftp.stat(Path::new(folder)) {
                 Ok(st) => st,
                 Err(e) => {
-                    listing.problems.push(problem(folder, "listing", &e));
+                    listing.problems.push(FileProblem {
+                        path: folder.clone(),
+                        action: "listing",
+                        message: format!("configured folder: {e}"),
+                        severity: Severity::Error,
+                    });
                     continue;
                 }
             };

@@ -57,7 +57,8 @@ impl StreamSource {
                 quoted(&ancestors)
             );
         }
-        cmd += &format!("find {} -printf '{FIND_FORMAT}'", quoted(folders));
+        // -H: a configured folder that is a symlink is backed up as the folder it points to.
+        cmd += &format!("find -H {} -printf '{FIND_FORMAT}'", quoted(folders));
         let out = self.conn.run(&cmd, b"")?;
         if out.status == 126 || out.status == 127 {
             return Err(Error::Listing {

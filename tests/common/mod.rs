@@ -83,6 +83,34 @@ impl Sshd {
         )
     }
 
+    /// Processes serving connections (children of the listening sshd), and theirs.
+    pub fn session_pids(&self) -> Vec<u32> {
+        let mut found = vec![self.child.id()];
+        let mut i = 0;
+        while i < found.len() {
+            let parent = found[i];
+            for e in fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                    continue;
+                };
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !found.contains(&pid) {
+                    found.push(pid);
+                }
+            }
+            i += 1;
+        }
+        found.remove(0);
+        found
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
