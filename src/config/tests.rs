@@ -77,15 +77,15 @@ fn bad_values_name_line_and_key() {
     let text = GOOD.replace("bwlimit = \"8Mbit\"", "bwlimit = \"fast\"");
     let e = err(&text);
     assert!(
-        e.contains("line 27") && e.contains("bwlimit") && e.contains("fast"),
+        e.contains("line 24") && e.contains("bwlimit") && e.contains("fast"),
         "{e}"
     );
 
     let e = err(&GOOD.replace("port = 2222", "port = 70000"));
-    assert!(e.contains("line 13") && e.contains("port"), "{e}");
+    assert!(e.contains("line 12") && e.contains("port"), "{e}");
 
     let e = err(&GOOD.replace("name = \"photos\"", "name = \"Photos!\""));
-    assert!(e.contains("line 24") && e.contains("host.name"), "{e}");
+    assert!(e.contains("line 21") && e.contains("host.name"), "{e}");
 
     let e = err(&GOOD.replace("name = \"photos\"", "name = \"laptop\""));
     assert!(e.contains("used twice"), "{e}");
@@ -97,7 +97,7 @@ fn bad_values_name_line_and_key() {
     assert!(e.contains("overlaps"), "{e}");
 
     let e = err(&GOOD.replace("SHA256:abc", "MD5:abc"));
-    assert!(e.contains("host_key") && e.contains("line 16"), "{e}");
+    assert!(e.contains("host_key") && e.contains("line 15"), "{e}");
 }
 
 #[test]

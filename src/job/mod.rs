@@ -224,7 +224,22 @@ fn run(
             let i = to_fetch[k];
             let e = &entries[i];
             match event {
-                Fetched::Content { reader, size } => {
+                Fetched::Content {
+                    owner: Some(owner), ..
+                } if owner != (e.uid, e.gid) => {
+                    // Another owner than listed: the name now leads somewhere else (a folder
+                    // swapped for a symlink). Storing it could expose someone else's file.
+                    problems.push(problem(
+                        e,
+                        "reading",
+                        format!(
+                            "owner changed from {}:{} to {}:{} between listing and reading; skipped, the next run fetches it",
+                            e.uid, e.gid, owner.0, owner.1
+                        ),
+                        Severity::Warning,
+                    ));
+                }
+                Fetched::Content { reader, size, .. } => {
                     progress.set_current(&e.display_path());
                     let mut on_chunk = |n| {
                         progress

@@ -85,13 +85,16 @@ impl LocalSource {
             let abs = PathBuf::from(std::ffi::OsStr::from_bytes(&[b"/", &f.path[..]].concat()));
             match open_regular(&abs) {
                 Ok(Some(mut file)) => {
-                    let size = file.metadata().map(|m| m.len()).unwrap_or(f.size);
+                    let md = file.metadata().ok();
+                    let size = md.as_ref().map(|m| m.len()).unwrap_or(f.size);
+                    let owner = md.as_ref().map(|m| (m.uid(), m.gid()));
                     let mut limited = throttle.reader(&mut file).take(size);
                     sink(
                         index,
                         Fetched::Content {
                             reader: &mut limited,
                             size,
+                            owner,
                         },
                     )?;
                 }

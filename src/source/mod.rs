@@ -27,7 +27,12 @@ pub struct Listing {
 pub enum Fetched<'a> {
     /// The content; `size` bytes can be read. A size other than the listed one means the
     /// file changed after it was listed.
-    Content { reader: &'a mut dyn Read, size: u64 },
+    /// `owner` is the uid/gid of what was actually opened, where the source can tell.
+    Content {
+        reader: &'a mut dyn Read,
+        size: u64,
+        owner: Option<(u32, u32)>,
+    },
     /// The content was delivered but may be inconsistent (changed while being read).
     Changed { message: String },
     /// Nothing could be read.

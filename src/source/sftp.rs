@@ -149,7 +149,9 @@ impl SftpSource {
             });
             match opened {
                 Ok(Some(mut file)) => {
-                    let size = file.stat().ok().and_then(|s| s.size).unwrap_or(f.size);
+                    let st = file.stat().ok();
+                    let size = st.as_ref().and_then(|s| s.size).unwrap_or(f.size);
+                    let owner = st.as_ref().and_then(|s| Some((s.uid?, s.gid?)));
                     // libssh2 reads ahead in proportion to the caller's buffer; the job reads
                     // with a large one, which keeps several requests in flight.
                     let mut limited = throttle.reader(&mut file).take(size);
@@ -158,6 +160,7 @@ impl SftpSource {
                         Fetched::Content {
                             reader: &mut limited,
                             size,
+                            owner,
                         },
                     )?;
                 }

@@ -156,9 +156,15 @@ impl StreamSource {
                 next = index + 1;
                 let event = if item.header().entry_type().is_file() {
                     let size = item.size();
+                    let h = item.header();
+                    let owner = match (h.uid(), h.gid()) {
+                        (Ok(u), Ok(g)) => Some((u as u32, g as u32)),
+                        _ => None,
+                    };
                     Fetched::Content {
                         reader: &mut item,
                         size,
+                        owner,
                     }
                 } else {
                     Fetched::Failed(FileProblem {
