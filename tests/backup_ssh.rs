@@ -237,3 +237,17 @@ fn hostkey_prints_the_pin_and_a_changed_key_is_refused() {
     );
     assert!(s.snapshots("laptop").is_empty());
 }
+
+#[test]
+fn bandwidth_limit_slows_the_transfer_to_the_configured_rate() {
+    let sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("big.bin"), &vec![9u8; 3_000_000], 1_700_000_000_000_000_000);
+    let s = one_host(&sshd, src.path(), "bwlimit = \"8Mbit\""); // 1 MB/s
+    let started = std::time::Instant::now();
+    s.backup("laptop", 0);
+    // A lower bound only: no machine is too fast for it, however noisy.
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2500), "3 MB at 1 MB/s took only {took:?}");
+    assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
+}

@@ -140,6 +140,16 @@ fn run(
 
     progress.set_phase("listing");
     let listing = source.list(&host.name, &host.folders)?;
+    if listing.entries.is_empty() {
+        // Not one configured folder could be listed: never publish an empty snapshot.
+        let why = listing.problems.first().map(|p| format!("{}: {}", p.path, p.message));
+        report.problems.extend(listing.problems);
+        return Err(Error::Listing {
+            host: host.name.clone(),
+            folder: host.folders.join(", "),
+            message: format!("nothing could be listed ({})", why.unwrap_or_else(|| "no output".into())),
+        });
+    }
     report.problems.extend(listing.problems);
     let mut entries = listing.entries;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
