@@ -85,9 +85,7 @@ impl Rules {
         let mut index_of: HashMap<&[u8], usize> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             let is_dir = e.kind == Kind::Dir;
-            let is_root = roots
-                .iter()
-                .any(|r| r.starts_with(&e.path) && is_ancestor_or_self(&e.path, r));
+            let is_root = roots.iter().any(|r| is_ancestor_or_self(&e.path, r));
             let own = self.decide(&e.path, is_dir);
             let inherited = parent(&e.path)
                 .and_then(|p| dir_included.get(p).copied())

@@ -142,12 +142,18 @@ fn run(
     let listing = source.list(&host.name, &host.folders)?;
     if listing.entries.is_empty() {
         // Not one configured folder could be listed: never publish an empty snapshot.
-        let why = listing.problems.first().map(|p| format!("{}: {}", p.path, p.message));
+        let why = listing
+            .problems
+            .first()
+            .map(|p| format!("{}: {}", p.path, p.message));
         report.problems.extend(listing.problems);
         return Err(Error::Listing {
             host: host.name.clone(),
             folder: host.folders.join(", "),
-            message: format!("nothing could be listed ({})", why.unwrap_or_else(|| "no output".into())),
+            message: format!(
+                "nothing could be listed ({})",
+                why.unwrap_or_else(|| "no output".into())
+            ),
         });
     }
     report.problems.extend(listing.problems);
