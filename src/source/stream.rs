@@ -138,7 +138,9 @@ impl StreamSource {
                 channel: &mut channel,
                 stderr: &mut stderr,
             };
-            let mut throttled = throttle.reader(&mut reader);
+            // tar reads 512-byte headers: buffer, so each is not a trip through libssh2.
+            let mut buffered = std::io::BufReader::with_capacity(256 << 10, &mut reader);
+            let mut throttled = throttle.reader(&mut buffered);
             let mut archive = tar::Archive::new(&mut throttled);
             let entries = archive
                 .entries()
@@ -190,16 +192,15 @@ impl StreamSource {
                 String::from_utf8_lossy(&stderr).trim()
             )));
         }
-        let stderr = String::from_utf8_lossy(&stderr);
+        let said = tar_messages(&stderr, files);
         let missing_set: std::collections::HashSet<usize> = missing.iter().copied().collect();
+        let no_messages = Vec::new();
         for (index, f) in files.iter().enumerate() {
-            let name = String::from_utf8_lossy(&f.path);
-            let prefix = format!("tar: {name}: ");
-            let said: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+            let said = said.get(&index).unwrap_or(&no_messages);
             if missing_set.contains(&index) {
                 let vanished = said.iter().any(|l| l.contains("No such file"));
                 let message = match said.first() {
-                    Some(l) => l[prefix.len()..].to_string(),
+                    Some(m) => m.clone(),
                     None => "not delivered by tar".to_string(),
                 };
                 sink(
@@ -223,16 +224,43 @@ impl StreamSource {
                 .iter()
                 .find(|l| l.contains("changed as we read") || l.contains("shrank"))
             {
-                sink(
-                    offset + index,
-                    Fetched::Changed {
-                        message: l[prefix.len()..].to_string(),
-                    },
-                )?;
+                sink(offset + index, Fetched::Changed { message: l.clone() })?;
             }
         }
         Ok(())
     }
+}
+
+/// tar's complaints per requested file: `tar: NAME: MESSAGE` lines (names printed literally,
+/// and may themselves hold ": "), keyed by index into `files`.
+fn tar_messages(stderr: &[u8], files: &[&Entry]) -> std::collections::HashMap<usize, Vec<String>> {
+    let index: std::collections::HashMap<&[u8], usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_slice(), i))
+        .collect();
+    let mut out: std::collections::HashMap<usize, Vec<String>> = std::collections::HashMap::new();
+    for line in stderr.split(|&b| b == b'\n') {
+        let Some(rest) = line.strip_prefix(b"tar: ") else {
+            continue;
+        };
+        // Try every ": " as the end of the name, longest name first.
+        let splits: Vec<usize> = rest
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w == b": ")
+            .map(|(i, _)| i)
+            .collect();
+        for &at in splits.iter().rev() {
+            if let Some(&i) = index.get(&rest[..at]) {
+                out.entry(i)
+                    .or_default()
+                    .push(String::from_utf8_lossy(&rest[at + 2..]).into_owned());
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// `find: '/x': Permission denied` → `/x`.
@@ -245,6 +273,28 @@ fn error_path(line: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tar_messages_find_names_holding_colons() {
+        let e = |p: &str| crate::model::Entry {
+            path: p.as_bytes().to_vec(),
+            kind: crate::model::Kind::File,
+            size: 0,
+            mtime_ns: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            target: None,
+        };
+        let (a, b) = (e("h/a: b"), e("h/c"));
+        let files = [&a, &b];
+        let m = super::tar_messages(
+            b"tar: h/a: b: Cannot open: Permission denied\ntar: h/c: file changed as we read it\ntar: other\n",
+            &files,
+        );
+        assert_eq!(m[&0], vec!["Cannot open: Permission denied"]);
+        assert_eq!(m[&1], vec!["file changed as we read it"]);
+    }
+
     #[test]
     fn find_error_lines_name_the_path() {
         assert_eq!(
