@@ -979,8 +979,6 @@ fn forcing_the_stream_on_a_busybox_host_fails_without_publishing_a_snapshot() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "bug: a configured folder whose parent is a symlink publishes an empty `partial` \
-            snapshot with one 'refused: its parent is not a listed folder' error per file"]
 fn folder_below_a_symlinked_parent_is_backed_up_or_refused_clearly() {
     // Like /home -> /usr/home on FreeBSD/TrueNAS, with folders = ["/home/alice"].
     let sshd = Sshd::start();

@@ -22,8 +22,9 @@ impl LocalSource {
 
     pub fn list(&mut self, folders: &[String]) -> Result<Listing> {
         let mut listing = Listing::default();
+        // Parents are followed like the folders: `/home -> /usr/home` is stored as a folder.
         for anc in all_ancestors(folders) {
-            match fs::symlink_metadata(&anc) {
+            match fs::metadata(&anc) {
                 Ok(md) => {
                     push(&mut listing, Path::new(&anc), &anc, &md);
                 }

@@ -30,8 +30,9 @@ impl SftpSource {
 
     pub fn list(&mut self, _host: &str, folders: &[String]) -> Result<Listing> {
         let mut listing = Listing::default();
+        // Parents are followed like the folders: `/home -> /usr/home` is stored as a folder.
         for anc in all_ancestors(folders) {
-            match self.sftp.lstat(Path::new(&anc)) {
+            match self.sftp.stat(Path::new(&anc)) {
                 Ok(st) => {
                     self.push(&mut listing, anc.as_bytes(), &anc, &st);
                 }

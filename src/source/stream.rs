@@ -53,7 +53,7 @@ impl StreamSource {
         let mut cmd = String::from("LC_ALL=C; export LC_ALL; ");
         if !ancestors.is_empty() {
             cmd += &format!(
-                "find {} -maxdepth 0 -printf '{FIND_FORMAT}'; ",
+                "find -H {} -maxdepth 0 -printf '{FIND_FORMAT}'; ",
                 quoted(&ancestors)
             );
         }
@@ -80,9 +80,10 @@ impl StreamSource {
                 message: m,
             }
         })?;
+        // Only find's own complaints: the login shell may print startup noise too.
         for line in String::from_utf8_lossy(&out.stderr)
             .lines()
-            .filter(|l| !l.trim().is_empty())
+            .filter(|l| l.starts_with("find: "))
         {
             listing.problems.push(FileProblem {
                 path: error_path(line).unwrap_or_default(),
