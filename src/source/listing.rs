@@ -61,6 +61,22 @@ pub fn refused(abs: &[u8], why: String) -> FileProblem {
 /// GNU find `-printf` format of one record: 8 NUL-terminated fields.
 pub const FIND_FORMAT: &str = r"%y\0%m\0%s\0%T@\0%U\0%G\0%p\0%l\0";
 
+/// Length of the prefix of `buf` that holds whole `FIND_FORMAT` records (8 NULs each), so a
+/// listing can be parsed as it streams in instead of being held whole.
+pub fn whole_records_len(buf: &[u8]) -> usize {
+    let mut nuls = 0;
+    let mut end = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if b == 0 {
+            nuls += 1;
+            if nuls % 8 == 0 {
+                end = i + 1;
+            }
+        }
+    }
+    end
+}
+
 /// Parse records printed with `FIND_FORMAT`. `folder_of` maps an absolute path to the
 /// configured folder (or ancestor) it was listed under.
 pub fn parse_find_output(
@@ -215,6 +231,15 @@ mod tests {
         assert_eq!(ancestors("/home/alice/docs"), vec!["/home", "/home/alice"]);
         assert!(ancestors("/etc").is_empty());
         assert!(ancestors("/").is_empty());
+    }
+
+    #[test]
+    fn whole_records_stop_at_the_last_complete_one() {
+        let rec = b"f\0644\01\01.0\00\00\0/h/a\0\0";
+        let mut two = rec.to_vec();
+        two.extend_from_slice(&rec[..10]);
+        assert_eq!(whole_records_len(&two), rec.len());
+        assert_eq!(whole_records_len(&rec[..5]), 0);
     }
 
     #[test]

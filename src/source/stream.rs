@@ -2,7 +2,9 @@
 //! one `tar` stream per batch of files, file names sent NUL-separated on stdin. Few round
 //! trips, so the link is kept full (the design notes: streaming beats per-file requests).
 
-use super::listing::{all_ancestors, folder_of, parse_find_output, FIND_FORMAT};
+use std::io::Read;
+
+use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len, FIND_FORMAT};
 use super::ssh::{sh_quote, ChannelReader, Connection};
 use super::{Fetched, Listing, Throttle};
 use crate::error::{Error, Result};
@@ -59,29 +61,53 @@ impl StreamSource {
         }
         // -H: a configured folder that is a symlink is backed up as the folder it points to.
         cmd += &format!("find -H {} -printf '{FIND_FORMAT}'", quoted(folders));
-        let out = self.conn.run(&cmd, b"")?;
-        if out.status == 126 || out.status == 127 {
+        let mut roots = folders.to_vec();
+        roots.extend(ancestors);
+        let mut listing = Listing::default();
+        let bad_listing = |m: String| Error::Listing {
+            host: host.to_string(),
+            folder: folders.join(", "),
+            message: m,
+        };
+        let mut channel = self.conn.start(&cmd, b"")?;
+        let mut stderr = Vec::new();
+        {
+            // Parse as it arrives: the raw listing is never held whole.
+            let mut reader = ChannelReader {
+                conn: &self.conn,
+                channel: &mut channel,
+                stderr: &mut stderr,
+            };
+            let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+            let mut chunk = vec![0u8; 256 << 10];
+            loop {
+                let n = reader
+                    .read(&mut chunk)
+                    .map_err(|e| self.conn.fail(format!("reading the listing: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let whole = whole_records_len(&buf);
+                parse_find_output(&buf[..whole], folder_of(&roots), &mut listing)
+                    .map_err(bad_listing)?;
+                buf.drain(..whole);
+            }
+            parse_find_output(&buf, folder_of(&roots), &mut listing).map_err(bad_listing)?;
+        }
+        let status = self.conn.finish(channel, &mut stderr)?;
+        if status == 126 || status == 127 {
             return Err(Error::Listing {
                 host: host.to_string(),
                 folder: folders.join(", "),
                 message: format!(
                     "find could not run: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&stderr).trim()
                 ),
             });
         }
-        let mut roots = folders.to_vec();
-        roots.extend(ancestors);
-        let mut listing = Listing::default();
-        parse_find_output(&out.stdout, folder_of(&roots), &mut listing).map_err(|m| {
-            Error::Listing {
-                host: host.to_string(),
-                folder: folders.join(", "),
-                message: m,
-            }
-        })?;
         // Only find's own complaints: the login shell may print startup noise too.
-        for line in String::from_utf8_lossy(&out.stderr)
+        for line in String::from_utf8_lossy(&stderr)
             .lines()
             .filter(|l| l.starts_with("find: "))
         {
