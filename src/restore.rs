@@ -90,7 +90,13 @@ pub fn restore(
     }
     std::fs::create_dir_all(to).at(to, "creating restore folder")?;
     let destination = to.join(std::ffi::OsStr::from_bytes(&base));
-    if std::fs::symlink_metadata(&destination).is_ok() {
+    // Restoring a whole snapshot (`/`) goes into `to` itself, which must then be empty.
+    let occupied = if base.is_empty() {
+        std::fs::read_dir(to).at(to, "reading")?.next().is_some()
+    } else {
+        std::fs::symlink_metadata(&destination).is_ok()
+    };
+    if occupied {
         return Err(Error::Other(format!(
             "{} already exists; restore into an empty folder so nothing is overwritten",
             destination.display()

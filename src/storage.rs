@@ -133,7 +133,10 @@ impl Storage {
     /// `<root>/<host>`, created on first use (inside an initialised storage only).
     pub fn host_dir(&self, host: &str) -> Result<PathBuf> {
         let dir = self.root.join(host);
-        match fs::create_dir(&dir) {
+        // Owner-only: snapshots keep the hosts' modes, setuid bits included, and must not
+        // become runnable by other users of the box.
+        use std::os::unix::fs::DirBuilderExt;
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => sync_dir(&self.root)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(dir, "creating host folder", e)),

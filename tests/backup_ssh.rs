@@ -31,6 +31,12 @@ fn first_backup_is_a_faithful_copy_and_second_links_everything() {
         fs::metadata(in_snap(&first, parent)).unwrap().mode() & 0o7777
     );
 
+    // Owner-only host folder: stored setuid files are not runnable by others on the box.
+    assert_eq!(
+        fs::metadata(s.storage.join("laptop")).unwrap().mode() & 0o777,
+        0o700
+    );
+
     let out = s.backup("laptop", 0);
     assert!(out.contains("0 new files"), "{out}");
     let second = s.latest("laptop");
@@ -242,12 +248,38 @@ fn hostkey_prints_the_pin_and_a_changed_key_is_refused() {
 fn bandwidth_limit_slows_the_transfer_to_the_configured_rate() {
     let sshd = Sshd::start();
     let src = tempfile::tempdir().unwrap();
-    write_file(&src.path().join("big.bin"), &vec![9u8; 3_000_000], 1_700_000_000_000_000_000);
+    write_file(
+        &src.path().join("big.bin"),
+        &vec![9u8; 3_000_000],
+        1_700_000_000_000_000_000,
+    );
     let s = one_host(&sshd, src.path(), "bwlimit = \"8Mbit\""); // 1 MB/s
     let started = std::time::Instant::now();
     s.backup("laptop", 0);
     // A lower bound only: no machine is too fast for it, however noisy.
     let took = started.elapsed();
-    assert!(took >= std::time::Duration::from_millis(2500), "3 MB at 1 MB/s took only {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(2500),
+        "3 MB at 1 MB/s took only {took:?}"
+    );
+    assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
+}
+
+#[test]
+fn files_hard_linked_together_on_the_source_are_both_stored() {
+    let sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    write_file(
+        &src.path().join("a.txt"),
+        b"shared content",
+        1_700_000_000_000_000_000,
+    );
+    fs::hard_link(src.path().join("a.txt"), src.path().join("b.txt")).unwrap();
+    let s = one_host(&sshd, src.path(), "");
+    let out = s.backup("laptop", 0);
+    assert!(
+        out.contains("2 new files") && !out.contains("warning"),
+        "{out}"
+    );
     assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
 }

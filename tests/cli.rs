@@ -82,23 +82,51 @@ fn config_comes_from_the_environment_when_no_flag_is_given() {
 fn unknown_host_and_missing_folder_are_clear() {
     let src = tempfile::tempdir().unwrap();
     write_file(&src.path().join("x"), b"x", 1_700_000_000_000_000_000);
-    let both = format!("\"/nonexistent/snapnest-test\", \"{}\"", src.path().display());
-    let s = Setup::new(&format!("[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [{both}]\n"), "");
+    let both = format!(
+        "\"/nonexistent/snapnest-test\", \"{}\"",
+        src.path().display()
+    );
+    let s = Setup::new(
+        &format!("[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [{both}]\n"),
+        "",
+    );
     s.init();
     let t = text(&s.snapnest(&["backup", "nosuch"]));
-    assert!(t.contains("no host named \"nosuch\"") && t.contains("box"), "{t}");
+    assert!(
+        t.contains("no host named \"nosuch\"") && t.contains("box"),
+        "{t}"
+    );
 
     // A configured folder that is not there: the run is partial and says which.
     let t = s.backup("box", 1);
-    assert!(t.contains("/nonexistent/snapnest-test") && t.contains("configured folder"), "{t}");
+    assert!(
+        t.contains("/nonexistent/snapnest-test") && t.contains("configured folder"),
+        "{t}"
+    );
     assert_eq!(s.snapshots("box").len(), 1);
 
     // No folder there at all (a share not mounted): failed, and no empty snapshot.
-    let cfg = fs::read_to_string(&s.config).unwrap().replace(&both, "\"/nonexistent/snapnest-test\"");
+    let cfg = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&both, "\"/nonexistent/snapnest-test\"");
     fs::write(&s.config, cfg).unwrap();
     let t = s.backup("box", 2);
     assert!(t.contains("nothing could be listed"), "{t}");
     assert_eq!(s.snapshots("box").len(), 1);
+
+    // The same when the folder's parent is there (an empty mount point's parent).
+    let gone = src.path().join("share-not-mounted");
+    let cfg = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("/nonexistent/snapnest-test", gone.to_str().unwrap());
+    fs::write(&s.config, cfg).unwrap();
+    let t = s.backup("box", 2);
+    assert!(t.contains("nothing could be listed"), "{t}");
+    assert_eq!(
+        s.snapshots("box").len(),
+        1,
+        "no snapshot of just the parent folders"
+    );
 }
 
 #[test]

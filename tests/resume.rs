@@ -295,3 +295,35 @@ fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes
     assert!(out.contains("resumed"), "{out}");
     assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
 }
+
+#[test]
+fn resuming_over_a_link_to_a_published_snapshot_never_rewrites_that_snapshot() {
+    let sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("f.txt");
+    write_file(&f, b"version one", 1_700_000_000_000_000_000);
+    let s = Setup::new(&sshd.host_toml("laptop", &[src.path()], ""), "");
+    s.init();
+    s.backup("laptop", 0);
+    let first = s.latest("laptop");
+    let published = in_snap(&first, &f);
+
+    // What a run killed after its linking phase leaves: a staging folder whose files are
+    // hard links into the published snapshot.
+    let staging = s.storage.join("laptop/.incomplete-2000-01-01_000000");
+    let staged = in_snap(&staging, &f);
+    fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    fs::hard_link(&published, &staged).unwrap();
+
+    write_file(&f, b"version two!", 1_700_000_100_000_000_000);
+    s.backup("laptop", 0);
+    assert_eq!(
+        fs::read(&published).unwrap(),
+        b"version one",
+        "the old snapshot is untouched"
+    );
+    assert_eq!(
+        fs::read(in_snap(&s.latest("laptop"), &f)).unwrap(),
+        b"version two!"
+    );
+}

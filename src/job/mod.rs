@@ -140,8 +140,14 @@ fn run(
 
     progress.set_phase("listing");
     let listing = source.list(&host.name, &host.folders)?;
-    if listing.entries.is_empty() {
-        // Not one configured folder could be listed: never publish an empty snapshot.
+    let roots = host.folder_paths();
+    let listed_a_folder = listing
+        .entries
+        .iter()
+        .any(|e| e.kind == Kind::Dir && roots.contains(&e.path));
+    if !listed_a_folder {
+        // Not one configured folder could be listed (a share not mounted, the tools failed):
+        // never publish a snapshot of nothing.
         let why = listing
             .problems
             .first()
@@ -236,6 +242,7 @@ fn run(
         let mut throttle = Throttle::new(host.bwlimit);
         let mut buf = vec![0u8; 1 << 20];
         let problems = &mut report.problems;
+        let local = matches!(source, Source::Local(_));
         let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
             let i = to_fetch[k];
             let e = &entries[i];
@@ -254,6 +261,8 @@ fn run(
                         ),
                         Severity::Warning,
                     ));
+                    stage::remove(&stage.path(e))
+                        .map_err(|err| Error::io(stage.path(e), "removing", err))?;
                 }
                 Fetched::Content { reader, size, .. } => {
                     progress.set_current(&e.display_path());
@@ -264,6 +273,13 @@ fn run(
                     };
                     let shown = match stage.write(e, reader, &mut buf, &mut on_chunk) {
                         Ok(n) => n,
+                        Err(CopyError::Read(err)) if local => {
+                            // A bad sector or an I/O error on a share: this file, not the run.
+                            problems.push(problem(e, "reading", err.to_string(), Severity::Error));
+                            fetched_size[k] = None;
+                            stage::remove(&stage.path(e)).map_err(|err| Error::io(stage.path(e), "removing", err))?;
+                            return Ok(());
+                        }
                         Err(CopyError::Read(err)) => {
                             return Err(Error::Other(format!(
                                 "the connection stopped while reading {} ({err}); the next run resumes where this one stopped",
@@ -306,7 +322,13 @@ fn run(
                         Severity::Warning,
                     ));
                 }
-                Fetched::Failed(p) => problems.push(p),
+                Fetched::Failed(p) => {
+                    problems.push(p);
+                    // Whatever reached the staging folder for it is not the file.
+                    fetched_size[k] = None;
+                    stage::remove(&stage.path(e))
+                        .map_err(|err| Error::io(stage.path(e), "removing", err))?;
+                }
             }
             Ok(())
         };
@@ -422,6 +444,8 @@ fn keep_well_formed(entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let ok = match crate::config::rules::parent(&e.path) {
+            // The snapshot root itself can only be a folder.
+            None if e.path.is_empty() => e.kind == Kind::Dir,
             None => true,
             Some(p) => dirs.contains(p),
         };

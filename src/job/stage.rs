@@ -114,26 +114,16 @@ impl Stage {
         on_chunk: &mut dyn FnMut(u64),
     ) -> Result<u64, CopyError> {
         let p = self.path(e);
-        let open = || {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&p)
-        };
-        let mut file = match open() {
-            Err(err)
-                if err.raw_os_error() == Some(libc::ELOOP)
-                    || err.raw_os_error() == Some(libc::EISDIR) =>
-            {
-                remove(&p).map_err(CopyError::Write)?;
-                open()
-            }
-            other => other,
-        }
-        .map_err(CopyError::Write)?;
+        // Always a new inode: whatever an interrupted run left here may be a hard link into a
+        // published snapshot, and writing into it would rewrite history.
+        remove(&p).map_err(CopyError::Write)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(CopyError::Write)?;
         let mut written = 0u64;
         loop {
             let n = match content.read(buf) {

@@ -158,10 +158,10 @@ pub fn parse_find_time(b: &[u8]) -> Option<i64> {
     while digits.len() < 9 {
         digits.push('0');
     }
-    let ns = secs
-        .checked_mul(1_000_000_000)?
-        .checked_add(digits.parse::<i64>().ok()?)?;
-    Some(if neg { -ns } else { ns })
+    // find prints floor-based times: -1.5 s is "-2.5000000000", so the sign is the seconds'.
+    let secs = if neg { -secs } else { secs };
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(digits.parse::<i64>().ok()?)
 }
 
 /// The configured folder (or ancestor) that `abs` was listed under: the longest match.
@@ -256,7 +256,7 @@ mod tests {
             parse_find_time(b"1700000000"),
             Some(1_700_000_000_000_000_000)
         );
-        assert_eq!(parse_find_time(b"-1.5"), Some(-1_500_000_000));
+        assert_eq!(parse_find_time(b"-2.5000000000"), Some(-1_500_000_000));
         assert_eq!(parse_find_time(b"x"), None);
     }
 

@@ -35,7 +35,7 @@ pub enum Fetched<'a> {
     },
     /// The content was delivered but may be inconsistent (changed while being read).
     Changed { message: String },
-    /// Nothing could be read.
+    /// Nothing usable could be read (sent after `Content` when the content turned out bad).
     Failed(FileProblem),
 }
 

@@ -210,6 +210,10 @@ impl Connection {
             .map_err(|e| self.fail(format!("reading command errors: {e}")))?;
         ch.wait_close()
             .map_err(|e| self.fail(format!("closing channel: {e}")))?;
+        // A command killed by a signal has no exit status (libssh2 then says 0): -1.
+        if ch.exit_signal().is_ok_and(|s| s.exit_signal.is_some()) {
+            return Ok(-1);
+        }
         // Only reliable once the channel is closed.
         ch.exit_status()
             .map_err(|e| self.fail(format!("reading exit status: {e}")))

@@ -96,6 +96,14 @@ impl StreamSource {
             parse_find_output(&buf, folder_of(&roots), &mut listing).map_err(bad_listing)?;
         }
         let status = self.conn.finish(channel, &mut stderr)?;
+        // 1 is find's "some paths could not be read" (reported below); anything else, or no
+        // status at all (killed by a signal), means the listing may be cut short.
+        if status != 0 && status != 1 && status != 126 && status != 127 {
+            return Err(bad_listing(format!(
+                "find ended with status {status}: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        }
         if status == 126 || status == 127 {
             return Err(Error::Listing {
                 host: host.to_string(),
@@ -154,7 +162,7 @@ impl StreamSource {
             names.extend_from_slice(&f.path);
             names.push(0);
         }
-        let cmd = "LC_ALL=C tar -C / --null --verbatim-files-from --no-recursion --quoting-style=literal -T - -cf -";
+        let cmd = "LC_ALL=C TAR_OPTIONS= tar --hard-dereference -C / --null --verbatim-files-from --no-recursion --quoting-style=literal -T - -cf -";
         let mut channel = self.conn.start(cmd, &names)?;
         let mut stderr = Vec::new();
         let mut missing = Vec::new();
@@ -213,6 +221,7 @@ impl StreamSource {
         }
         missing.extend(next..files.len());
         let status = self.conn.finish(channel, &mut stderr)?;
+
         if status == 126 || status == 127 {
             return Err(self.conn.fail(format!(
                 "tar could not run: {}",
@@ -247,10 +256,23 @@ impl StreamSource {
                         },
                     }),
                 )?;
-            } else if let Some(l) = said
-                .iter()
-                .find(|l| l.contains("changed as we read") || l.contains("shrank"))
-            {
+            } else if let Some(l) = said.iter().find(|l| !l.contains("changed as we read")) {
+                // Delivered, but tar says it could not read it all (a read error, or it
+                // shrank and was padded with zeros): the content is not the file.
+                sink(
+                    offset + index,
+                    Fetched::Failed(FileProblem {
+                        path: f.display_path(),
+                        action: "reading",
+                        message: l.clone(),
+                        severity: if l.contains("shrank") {
+                            Severity::Warning
+                        } else {
+                            Severity::Error
+                        },
+                    }),
+                )?;
+            } else if let Some(l) = said.first() {
                 sink(offset + index, Fetched::Changed { message: l.clone() })?;
             }
         }
