@@ -374,23 +374,26 @@ fn run(
     }
 
     // The manifest says what is in the snapshot: stored entries, with fetched sizes.
-    let mut manifest = Vec::with_capacity(entries.len());
-    let mut manifest_dirty = Vec::with_capacity(entries.len());
-    for (i, e) in entries.into_iter().enumerate() {
-        if !stored[i] && !e.kind.is_special() {
-            continue;
+    // Filtered in place, as the listing is the largest thing in memory.
+    let mut manifest = entries;
+    let mut manifest_dirty = Vec::with_capacity(manifest.len());
+    let mut i = 0;
+    manifest.retain(|e| {
+        let keep = stored[i] || e.kind.is_special();
+        if keep {
+            let stats = &mut report.stats;
+            if !e.kind.is_special() {
+                stats.entries += 1;
+            }
+            if e.kind == Kind::File {
+                stats.files += 1;
+                stats.bytes += e.size;
+            }
+            manifest_dirty.push(dirty[i]);
         }
-        let stats = &mut report.stats;
-        if !e.kind.is_special() {
-            stats.entries += 1;
-        }
-        if e.kind == Kind::File {
-            stats.files += 1;
-            stats.bytes += e.size;
-        }
-        manifest_dirty.push(dirty[i]);
-        manifest.push(e);
-    }
+        i += 1;
+        keep
+    });
     report.stats.warnings = report
         .problems
         .iter()
@@ -439,10 +442,10 @@ fn stats_add_new(stats: &mut Stats, bytes: u64) {
 
 /// Drop entries whose parent is not a folder of the listing: a well-behaved host never sends
 /// them, and storing them could mean writing through a symlink.
-fn keep_well_formed(entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec<Entry> {
+/// In place: the listing is the largest thing in memory.
+fn keep_well_formed(mut entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec<Entry> {
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
+    entries.retain(|e| {
         let ok = match crate::config::rules::parent(&e.path) {
             // The snapshot root itself can only be a folder.
             None if e.path.is_empty() => e.kind == Kind::Dir,
@@ -451,19 +454,19 @@ fn keep_well_formed(entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec
         };
         if !ok {
             problems.push(problem(
-                &e,
+                e,
                 "listing",
                 "refused: its parent is not a listed folder".into(),
                 Severity::Error,
             ));
-            continue;
+            return false;
         }
         if e.kind == Kind::Dir {
             dirs.insert(e.path.clone());
         }
-        out.push(e);
-    }
-    out
+        true
+    });
+    entries
 }
 
 fn problem(e: &Entry, action: &'static str, message: String, severity: Severity) -> FileProblem {

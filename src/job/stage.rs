@@ -116,14 +116,22 @@ impl Stage {
         let p = self.path(e);
         // Always a new inode: whatever an interrupted run left here may be a hard link into a
         // published snapshot, and writing into it would rewrite history.
-        remove(&p).map_err(CopyError::Write)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(CopyError::Write)?;
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&p)
+        };
+        let mut file = match create() {
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                remove(&p).map_err(CopyError::Write)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(CopyError::Write)?;
         let mut written = 0u64;
         loop {
             let n = match content.read(buf) {
