@@ -5,14 +5,17 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn staging_dirs(s: &Setup, host: &str) -> Vec<std::path::PathBuf> {
+    // The host folder appears with the first run.
     fs::read_dir(s.storage.join(host))
-        .unwrap()
+        .into_iter()
+        .flatten()
         .map(|e| e.unwrap().path())
         .filter(|p| {
             p.file_name()
@@ -233,15 +236,16 @@ fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes
     for i in 0..30 {
         write_file(
             &src.path().join(format!("f{i:02}.bin")),
-            &vec![i as u8; 100_000],
+            &vec![i as u8; 1_000_000],
             1_700_000_000_000_000_000 + i,
         );
     }
+    // 30 MB at 4 MB/s: more than every buffer between the two ends can hold.
     let s = Setup::new(
         &sshd.host_toml(
             "laptop",
             &[src.path()],
-            "bwlimit = \"1MB/s\"\ntimeout = \"2s\"",
+            "bwlimit = \"4MB/s\"\ntimeout = \"2s\"",
         ),
         "",
     );
@@ -252,7 +256,16 @@ fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Freeze once a few files are complete in the staging folder.
+    let done = in_snap(Path::new(""), &src.path().join("f02.bin"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !staging_dirs(&s, "laptop")
+        .iter()
+        .any(|d| d.join(&done).exists())
+    {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The machine freezes mid-transfer (laptop lid closed, Wi-Fi gone): nothing more arrives.
     let frozen = sshd.session_pids();
     assert!(!frozen.is_empty(), "a session is being served");
@@ -289,7 +302,7 @@ fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes
             &sshd.client_key.display().to_string(),
             &sshd2.client_key.display().to_string(),
         )
-        .replace("bwlimit = \"1MB/s\"", "");
+        .replace("bwlimit = \"4MB/s\"", "");
     fs::write(&s.config, cfg).unwrap();
     let out = s.backup("laptop", 0);
     assert!(out.contains("resumed"), "{out}");

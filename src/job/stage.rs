@@ -176,12 +176,18 @@ impl Stage {
 
     /// Folder metadata, applied after everything inside was written (writing changes mtime).
     pub fn finish_dir(&self, e: &Entry) -> io::Result<()> {
-        let p = self.path(e);
+        // Through a descriptor opened without following: chmod on a path would follow a
+        // symlink that took the folder's place (case-folding disks, hostile listings).
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(self.path(e))?;
         if self.preserve_owner {
-            std::os::unix::fs::lchown(&p, Some(e.uid), Some(e.gid))?;
+            std::os::unix::fs::fchown(&dir, Some(e.uid), Some(e.gid))?;
         }
-        fs::set_permissions(&p, Permissions::from_mode(e.mode))?;
-        set_times_nofollow(&p, e.mtime_ns)
+        dir.set_permissions(Permissions::from_mode(e.mode))?;
+        let t = system_time(e.mtime_ns);
+        dir.set_times(FileTimes::new().set_modified(t).set_accessed(t))
     }
 
     /// Resume: delete what an earlier attempt wrote that the new listing no longer has.
