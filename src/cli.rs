@@ -267,7 +267,7 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
 
 /// Run one host's backup, drawing live progress on a terminal.
 pub fn backup_with_progress(storage: &Storage, host: &crate::config::Host) -> job::Report {
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(Progress::new());
     let done = Arc::new(AtomicBool::new(false));
     let drawer = std::io::stderr().is_terminal().then(|| {
         let (progress, done, name) = (progress.clone(), done.clone(), host.name.clone());

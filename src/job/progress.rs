@@ -26,6 +26,12 @@ pub struct ProgressView {
 }
 
 impl Progress {
+    pub fn new() -> Progress {
+        let p = Progress::default();
+        p.set_phase("starting");
+        p
+    }
+
     pub fn set_phase(&self, phase: &'static str) {
         *self.phase.lock().unwrap() = phase;
     }
