@@ -301,6 +301,9 @@ fn run(
                     };
                     if shown != e.size || size != e.size {
                         dirty[i] = true;
+                        stage
+                            .mark_unfinished(e)
+                            .map_err(|err| Error::io(stage.path(e), "writing", err))?;
                         problems.push(problem(
                             e,
                             "reading",
@@ -315,6 +318,9 @@ fn run(
                 }
                 Fetched::Changed { message } => {
                     dirty[i] = true;
+                    stage
+                        .mark_unfinished(e)
+                        .map_err(|err| Error::io(stage.path(e), "writing", err))?;
                     problems.push(problem(
                         e,
                         "reading",
@@ -346,6 +352,14 @@ fn run(
     drop(source);
 
     progress.set_phase("finishing");
+    // Content that changed while read was kept out of resume's "complete" test until now.
+    for (i, e) in entries.iter().enumerate() {
+        if dirty[i] && stored[i] && e.kind == Kind::File {
+            stage
+                .finish_file_time(e)
+                .at(stage.path(e), "setting file time")?;
+        }
+    }
     for (i, e) in entries.iter().enumerate() {
         if e.kind == Kind::Symlink {
             if let Err(err) = stage.symlink(e) {

@@ -158,6 +158,19 @@ impl Stage {
         file.set_times(FileTimes::new().set_modified(t).set_accessed(t))
     }
 
+    /// Keep a staged file out of `complete()` (its content is not trustworthy) until
+    /// `finish_file_time` just before publishing, so a crash in between refetches it.
+    pub fn mark_unfinished(&self, e: &Entry) -> io::Result<()> {
+        match set_times_nofollow(&self.path(e), 0) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()), // nothing was stored
+            other => other,
+        }
+    }
+
+    pub fn finish_file_time(&self, e: &Entry) -> io::Result<()> {
+        set_times_nofollow(&self.path(e), e.mtime_ns)
+    }
+
     pub fn symlink(&self, e: &Entry) -> io::Result<()> {
         let p = self.path(e);
         let target = std::ffi::OsStr::from_bytes(e.target.as_deref().unwrap_or(b""));
@@ -216,6 +229,8 @@ impl Stage {
                     remove(&path)?;
                     removed += 1;
                 } else if item.file_type()?.is_dir() {
+                    // A crash after folder modes were applied can leave read-only folders.
+                    fs::set_permissions(&path, Permissions::from_mode(0o700))?;
                     stack.push(path);
                 }
             }
