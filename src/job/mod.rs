@@ -5,11 +5,13 @@
 //! `latest`. An interrupted run leaves the staging folder; the next run resumes into it.
 
 pub mod progress;
+mod publish;
+mod report;
 pub mod stage;
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
@@ -19,60 +21,9 @@ use crate::model::{Entry, FileProblem, Kind, Outcome, Severity, Stats};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 pub use progress::{Progress, ProgressView};
+use publish::{point_latest, snapshot_name, staging_dir};
+pub use report::Report;
 use stage::{CopyError, Linked, Stage};
-
-const STAGING_PREFIX: &str = ".incomplete-";
-
-/// What one run did, for the summary line and the exit code.
-#[derive(Debug)]
-pub struct Report {
-    pub host: String,
-    pub outcome: Outcome,
-    pub stats: Stats,
-    /// Folder name of the published snapshot.
-    pub snapshot: Option<String>,
-    pub problems: Vec<FileProblem>,
-    /// Why the run failed, when it did.
-    pub message: Option<String>,
-    pub duration: Duration,
-    pub method: &'static str,
-}
-
-impl Report {
-    pub fn summary(&self) -> String {
-        let s = &self.stats;
-        let mut line = format!(
-            "{}: {}{} in {}: {} files, {} ({} new files, {} new; {} linked",
-            self.host,
-            self.outcome.as_str(),
-            if self.method.is_empty() {
-                String::new()
-            } else {
-                format!(" via {}", self.method)
-            },
-            humantime::format_duration(Duration::from_millis(self.duration.as_millis() as u64)),
-            s.files,
-            bytesize::ByteSize(s.bytes),
-            s.new_files,
-            bytesize::ByteSize(s.new_bytes),
-            s.linked,
-        );
-        if s.resumed > 0 {
-            line += &format!(", {} resumed", s.resumed);
-        }
-        line += ")";
-        if s.warnings + s.errors > 0 {
-            line += &format!(", {} warnings, {} errors", s.warnings, s.errors);
-        }
-        if let Some(name) = &self.snapshot {
-            line += &format!(" -> {name}");
-        }
-        if let Some(m) = &self.message {
-            line += &format!(": {m}");
-        }
-        line
-    }
-}
 
 /// Back up `host` into `storage` now. Never panics on bad input; failures are in the report.
 pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
@@ -498,54 +449,6 @@ fn name_not_storable(err: &std::io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::ENAMETOOLONG) | Some(libc::EILSEQ) | Some(libc::EINVAL)
     )
-}
-
-/// The newest interrupted run's staging folder (resume), or a new one.
-fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
-    let mut found: Vec<String> = fs::read_dir(host_dir)
-        .at(host_dir, "reading host folder")?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with(STAGING_PREFIX))
-        .collect();
-    found.sort();
-    if let Some(newest) = found.pop() {
-        // Older leftovers only cost space; the newest holds the most work.
-        for old in found {
-            let _ = stage::remove(&host_dir.join(old));
-        }
-        return Ok((host_dir.join(newest), true));
-    }
-    let path = host_dir.join(format!("{STAGING_PREFIX}{}", stamp()));
-    fs::create_dir(&path).at(&path, "creating staging folder")?;
-    Ok((path, false))
-}
-
-fn stamp() -> String {
-    chrono::Local::now().format("%Y-%m-%d_%H%M%S").to_string()
-}
-
-/// `YYYY-MM-DD_HHMMSS`, with a suffix if a snapshot of that second exists.
-fn snapshot_name(host_dir: &Path) -> String {
-    let base = stamp();
-    let mut name = base.clone();
-    let mut n = 1;
-    while fs::symlink_metadata(host_dir.join(&name)).is_ok() {
-        n += 1;
-        name = format!("{base}-{n}");
-    }
-    name
-}
-
-/// Repoint `<host>/latest` atomically: a new symlink renamed over the old one.
-fn point_latest(host_dir: &Path, name: &str) -> Result<()> {
-    let tmp = host_dir.join(".latest.tmp");
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(name, &tmp).at(&tmp, "creating")?;
-    let latest = host_dir.join("latest");
-    fs::rename(&tmp, &latest).at(&latest, "updating")?;
-    sync_dir(host_dir)
 }
 
 pub fn now_ms() -> i64 {

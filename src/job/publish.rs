@@ -1,0 +1,59 @@
+//! Naming and publishing snapshots in `<storage>/<host>/`: the staging folder an interrupted
+//! run resumes into, dated names, and the `latest` symlink, replaced atomically.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::stage;
+use crate::error::{IoContext, Result};
+use crate::storage::sync_dir;
+
+const STAGING_PREFIX: &str = ".incomplete-";
+
+/// The newest interrupted run's staging folder (resume), or a new one.
+pub(super) fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
+    let mut found: Vec<String> = fs::read_dir(host_dir)
+        .at(host_dir, "reading host folder")?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(STAGING_PREFIX))
+        .collect();
+    found.sort();
+    if let Some(newest) = found.pop() {
+        // Older leftovers only cost space; the newest holds the most work.
+        for old in found {
+            let _ = stage::remove(&host_dir.join(old));
+        }
+        return Ok((host_dir.join(newest), true));
+    }
+    let path = host_dir.join(format!("{STAGING_PREFIX}{}", stamp()));
+    fs::create_dir(&path).at(&path, "creating staging folder")?;
+    Ok((path, false))
+}
+
+fn stamp() -> String {
+    chrono::Local::now().format("%Y-%m-%d_%H%M%S").to_string()
+}
+
+/// `YYYY-MM-DD_HHMMSS`, with a suffix if a snapshot of that second exists.
+pub(super) fn snapshot_name(host_dir: &Path) -> String {
+    let base = stamp();
+    let mut name = base.clone();
+    let mut n = 1;
+    while fs::symlink_metadata(host_dir.join(&name)).is_ok() {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
+}
+
+/// Repoint `<host>/latest` atomically: a new symlink renamed over the old one.
+pub(super) fn point_latest(host_dir: &Path, name: &str) -> Result<()> {
+    let tmp = host_dir.join(".latest.tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).at(&tmp, "creating")?;
+    let latest = host_dir.join("latest");
+    fs::rename(&tmp, &latest).at(&latest, "updating")?;
+    sync_dir(host_dir)
+}
