@@ -8,7 +8,7 @@ mod common;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -93,62 +93,6 @@ fn names_in(dir: &Path) -> Vec<Vec<u8>> {
         .collect();
     v.sort();
     v
-}
-
-/// Like `assert_same_tree`, but mtimes compared to the whole second (SFTP v3 has no more),
-/// and the copy's sub-second part must be zero (truncated, never invented).
-fn assert_same_tree_secs(src: &Path, copy: &Path) {
-    let mut stack = vec![PathBuf::new()];
-    let mut seen = 0;
-    while let Some(rel) = stack.pop() {
-        let a = src.join(&rel);
-        let b = copy.join(&rel);
-        let ma = fs::symlink_metadata(&a).unwrap();
-        let mb = fs::symlink_metadata(&b)
-            .unwrap_or_else(|e| panic!("{} missing in snapshot: {e}", b.display()));
-        seen += 1;
-        let what = rel.display();
-        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
-        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {what}");
-        assert_eq!(
-            (ma.uid(), ma.gid()),
-            (mb.uid(), mb.gid()),
-            "owner of {what}"
-        );
-        if ma.file_type().is_symlink() {
-            assert_eq!(
-                fs::read_link(&a).unwrap(),
-                fs::read_link(&b).unwrap(),
-                "target of {what}"
-            );
-            continue;
-        }
-        assert_eq!(ma.mtime(), mb.mtime(), "mtime (seconds) of {what}");
-        assert_eq!(mb.mtime_nsec(), 0, "sub-second mtime of {what}");
-        if ma.is_file() {
-            assert!(
-                fs::read(&a).unwrap() == fs::read(&b).unwrap(),
-                "content of {what}"
-            );
-        } else if ma.is_dir() {
-            let na = names_in(&a);
-            let nb = names_in(&b);
-            assert_eq!(
-                na.iter()
-                    .map(|n| String::from_utf8_lossy(n))
-                    .collect::<Vec<_>>(),
-                nb.iter()
-                    .map(|n| String::from_utf8_lossy(n))
-                    .collect::<Vec<_>>(),
-                "entries of {what}"
-            );
-            assert_eq!(na, nb, "entry bytes of {what}");
-            for n in na {
-                stack.push(rel.join(OsStr::from_bytes(&n)));
-            }
-        }
-    }
-    assert!(seen > 1);
 }
 
 /// Every regular file under `dir`, never following symlinks.

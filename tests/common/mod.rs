@@ -237,8 +237,28 @@ pub fn in_snap(snap: &Path, src: &Path) -> PathBuf {
     snap.join(src.strip_prefix("/").unwrap())
 }
 
-/// Assert two trees are the same: names, types, content, mtimes (ns), modes, symlink targets.
+/// Assert two trees are the same: names (as bytes), types, content, mtimes (ns), modes,
+/// owners, symlink targets.
 pub fn assert_same_tree(src: &Path, copy: &Path) {
+    compare_trees(src, copy, false)
+}
+
+/// Like `assert_same_tree`, but mtimes compared to the whole second (SFTP v3 has no more),
+/// and the copy's sub-second part must be zero (truncated, never invented).
+pub fn assert_same_tree_secs(src: &Path, copy: &Path) {
+    compare_trees(src, copy, true)
+}
+
+fn compare_trees(src: &Path, copy: &Path, whole_seconds: bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let names_in = |dir: &Path| {
+        let mut v: Vec<Vec<u8>> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+            .collect();
+        v.sort();
+        v
+    };
     let mut stack = vec![PathBuf::new()];
     let mut seen = 0;
     while let Some(rel) = stack.pop() {
@@ -248,54 +268,48 @@ pub fn assert_same_tree(src: &Path, copy: &Path) {
         let mb = fs::symlink_metadata(&b)
             .unwrap_or_else(|e| panic!("{} missing in snapshot: {e}", b.display()));
         seen += 1;
-        assert_eq!(ma.file_type(), mb.file_type(), "type of {}", rel.display());
-        assert_eq!(
-            ma.mode() & 0o7777,
-            mb.mode() & 0o7777,
-            "mode of {}",
-            rel.display()
-        );
-        if !ma.file_type().is_symlink() {
-            assert_eq!(
-                (ma.mtime(), ma.mtime_nsec()),
-                (mb.mtime(), mb.mtime_nsec()),
-                "mtime of {}",
-                rel.display()
-            );
-        }
+        let what = rel.display();
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
+        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {what}");
         assert_eq!(
             (ma.uid(), ma.gid()),
             (mb.uid(), mb.gid()),
-            "owner of {}",
-            rel.display()
+            "owner of {what}"
         );
         if ma.file_type().is_symlink() {
             assert_eq!(
                 fs::read_link(&a).unwrap(),
                 fs::read_link(&b).unwrap(),
-                "target of {}",
-                rel.display()
+                "target of {what}"
             );
-        } else if ma.is_file() {
+            continue;
+        }
+        if whole_seconds {
+            assert_eq!(ma.mtime(), mb.mtime(), "mtime (seconds) of {what}");
+            assert_eq!(mb.mtime_nsec(), 0, "sub-second mtime of {what}");
+        } else {
+            assert_eq!(
+                (ma.mtime(), ma.mtime_nsec()),
+                (mb.mtime(), mb.mtime_nsec()),
+                "mtime of {what}"
+            );
+        }
+        if ma.is_file() {
             assert!(
                 fs::read(&a).unwrap() == fs::read(&b).unwrap(),
-                "content of {}",
-                rel.display()
+                "content of {what}"
             );
         } else if ma.is_dir() {
-            let mut names: Vec<_> = fs::read_dir(&a)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            let mut names_b: Vec<_> = fs::read_dir(&b)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            names.sort();
-            names_b.sort();
-            assert_eq!(names, names_b, "entries of {}", rel.display());
-            for n in names {
-                stack.push(rel.join(n));
+            let (na, nb) = (names_in(&a), names_in(&b));
+            let lossy = |v: &[Vec<u8>]| {
+                v.iter()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(lossy(&na), lossy(&nb), "entries of {what}");
+            assert_eq!(na, nb, "entry bytes of {what}");
+            for n in na {
+                stack.push(rel.join(std::ffi::OsStr::from_bytes(&n)));
             }
         }
     }
