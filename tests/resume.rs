@@ -340,3 +340,24 @@ fn resuming_over_a_link_to_a_published_snapshot_never_rewrites_that_snapshot() {
         b"version two!"
     );
 }
+
+#[test]
+fn a_latest_link_left_behind_by_a_crash_is_repaired_by_the_next_run_even_a_failed_one() {
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("x"), b"x", 1_700_000_000_000_000_000);
+    let s = Setup::new(
+        &format!(
+            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
+            src.path().display()
+        ),
+        "",
+    );
+    s.init();
+    s.backup("box", 0);
+    let snap = s.snapshots("box").pop().unwrap();
+    // As if the process died between the rename and repointing `latest`.
+    fs::remove_file(s.storage.join("box/latest")).unwrap();
+    drop(src); // and the source is gone: this run fails
+    s.backup("box", 2);
+    assert_eq!(s.latest("box"), fs::canonicalize(snap).unwrap());
+}

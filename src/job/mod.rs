@@ -43,6 +43,14 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         let mut catalog = storage.catalog()?;
         let host_dir = storage.host_dir(&host.name)?;
         catalog.recover(&host.name, |name| host_dir.join(name).is_dir())?;
+        // A crash between rename and `latest` leaves the link one snapshot behind.
+        if let Some(newest) = catalog.latest_snapshot(&host.name)? {
+            if std::fs::read_link(host_dir.join("latest")).ok().as_deref()
+                != Some(Path::new(&newest.name))
+            {
+                point_latest(&host_dir, &newest.name)?;
+            }
+        }
         let run_id = catalog.begin_run(&host.name, now_ms())?;
         let outcome = run(
             &mut catalog,
