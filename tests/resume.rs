@@ -361,3 +361,38 @@ fn a_latest_link_left_behind_by_a_crash_is_repaired_by_the_next_run_even_a_faile
     s.backup("box", 2);
     assert_eq!(s.latest("box"), fs::canonicalize(snap).unwrap());
 }
+
+#[test]
+fn a_folder_whose_name_the_disk_refuses_is_left_out_and_the_rest_is_stored() {
+    let src = tempfile::tempdir().unwrap();
+    write_file(
+        &src.path().join("ok.txt"),
+        b"fine",
+        1_700_000_000_000_000_000,
+    );
+    // A source path just under PATH_MAX: inside the staging folder it is over it.
+    let mut deep = src.path().to_path_buf();
+    while deep.as_os_str().len() < 4096 - 260 {
+        deep.push("d".repeat(250));
+    }
+    let room = 4090 - deep.as_os_str().len();
+    deep.push("e".repeat(room.min(250)));
+    fs::create_dir_all(&deep).unwrap();
+    let s = Setup::new(
+        &format!(
+            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
+            src.path().display()
+        ),
+        "",
+    );
+    s.init();
+    let out = s.backup("box", 1);
+    assert!(
+        out.contains("folder cannot be stored on this disk"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(in_snap(&s.latest("box"), &src.path().join("ok.txt"))).unwrap(),
+        b"fine"
+    );
+}

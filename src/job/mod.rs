@@ -163,9 +163,31 @@ fn run(
     let mut to_fetch: Vec<usize> = Vec::new();
     let mut stored = vec![true; entries.len()];
     let stats = &mut report.stats;
+    // Folders whose name this disk refuses: they and everything in them are left out.
+    let mut refused: HashSet<&[u8]> = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
+        if crate::config::rules::parent(&e.path).is_some_and(|p| refused.contains(p)) {
+            stored[i] = false;
+            if e.kind == Kind::Dir {
+                refused.insert(&e.path);
+            }
+            continue;
+        }
         match e.kind {
-            Kind::Dir => stage.dir(e).at(stage.path(e), "creating folder")?,
+            Kind::Dir => match stage.dir(e) {
+                Ok(()) => {}
+                Err(err) if name_not_storable(&err) => {
+                    report.problems.push(problem(
+                        e,
+                        "writing",
+                        format!("folder cannot be stored on this disk, left out with its contents: {err}"),
+                        Severity::Error,
+                    ));
+                    stored[i] = false;
+                    refused.insert(&e.path);
+                }
+                Err(err) => return Err(Error::io(stage.path(e), "creating folder", err)),
+            },
             Kind::File => {
                 if resuming && stage.complete(e) {
                     stats.resumed += 1;
@@ -320,7 +342,7 @@ fn run(
         }
     }
     for (i, e) in entries.iter().enumerate() {
-        if e.kind == Kind::Symlink {
+        if e.kind == Kind::Symlink && stored[i] {
             if let Err(err) = stage.symlink(e) {
                 if name_not_storable(&err) {
                     report.problems.push(problem(
@@ -336,10 +358,11 @@ fn run(
             }
         }
     }
-    for e in entries
+    for (_, e) in entries
         .iter()
+        .enumerate()
         .rev()
-        .filter(|e| e.kind == Kind::Dir && !e.path.is_empty())
+        .filter(|(i, e)| e.kind == Kind::Dir && !e.path.is_empty() && stored[*i])
     {
         stage
             .finish_dir(e)
