@@ -48,13 +48,7 @@ pub struct RunRow {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let err = |action| {
-            move |source| Error::Catalog {
-                path: path.to_path_buf(),
-                action,
-                source,
-            }
-        };
+        let err = |action| err_at(path, action);
         let conn = Connection::open(path).map_err(err("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err("configuring"))?;
@@ -71,12 +65,8 @@ impl Catalog {
         Ok(c)
     }
 
-    fn err(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-        move |source| Error::Catalog {
-            path: self.path.clone(),
-            action,
-            source,
-        }
+    fn err(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+        err_at(&self.path, action)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -91,20 +81,14 @@ impl Catalog {
             )));
         }
         if version < 1 {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|source| Error::Catalog {
-                path: path.clone(),
-                action: "migrating",
-                source,
-            })?;
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(err_at(&self.path, "migrating"))?;
             tx.execute_batch(SCHEMA_V1)
                 .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
                 .and_then(|_| tx.commit())
-                .map_err(|source| Error::Catalog {
-                    path,
-                    action: "creating schema",
-                    source,
-                })?;
+                .map_err(err_at(&self.path, "creating schema"))?;
         }
         Ok(())
     }
@@ -143,12 +127,7 @@ impl Catalog {
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(self.err("reading snapshots"))?
         };
-        let path = self.path.clone();
-        let e = |source| Error::Catalog {
-            path: path.clone(),
-            action: "recovering after a crash",
-            source,
-        };
+        let e = err_at(&self.path, "recovering after a crash");
         let tx = self.conn.transaction().map_err(e)?;
         for (id, name, run_id) in pending {
             if exists(&name) {
@@ -199,12 +178,7 @@ impl Catalog {
         problems: &[FileProblem],
         finished_ms: i64,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let e = |source| Error::Catalog {
-            path: path.clone(),
-            action: "recording run end",
-            source,
-        };
+        let e = err_at(&self.path, "recording run end");
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
             "UPDATE runs SET state = ?2, finished_ms = ?3, message = ?4, entries = ?5, files = ?6, bytes = ?7, \
@@ -348,12 +322,7 @@ impl Catalog {
         entries: &[Entry],
         dirty: &[bool],
     ) -> Result<i64> {
-        let path = self.path.clone();
-        let e = |source| Error::Catalog {
-            path: path.clone(),
-            action: "recording snapshot",
-            source,
-        };
+        let e = err_at(&self.path, "recording snapshot");
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
             "INSERT INTO snapshots(host, name, run_id, state, result, created_ms, duration_ms, entries, files, bytes, new_files, new_bytes) \
@@ -479,4 +448,17 @@ fn static_action(s: &str) -> &'static str {
         .copied()
         .find(|a| *a == s)
         .unwrap_or("processing")
+}
+
+/// Error mapper for one catalog action. A free function (not a method) so it can be used
+/// while a transaction borrows the connection.
+fn err_at<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl Fn(rusqlite::Error) -> Error + Copy + 'a {
+    move |source| Error::Catalog {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
 }

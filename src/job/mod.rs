@@ -324,7 +324,8 @@ fn run(
     for (k, &i) in to_fetch.iter().enumerate() {
         match fetched_size[k] {
             Some(n) => {
-                stats_add_new(&mut report.stats, n);
+                report.stats.new_files += 1;
+                report.stats.new_bytes += n;
                 entries[i].size = n;
             }
             None => stored[i] = false,
@@ -429,11 +430,6 @@ fn run(
     catalog.publish(snapshot_id)?;
     report.snapshot = Some(name);
     Ok(())
-}
-
-fn stats_add_new(stats: &mut Stats, bytes: u64) {
-    stats.new_files += 1;
-    stats.new_bytes += bytes;
 }
 
 /// Drop entries whose parent is not a folder of the listing: a well-behaved host never sends

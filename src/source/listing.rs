@@ -79,9 +79,9 @@ pub fn whole_records_len(buf: &[u8]) -> usize {
 
 /// Parse records printed with `FIND_FORMAT`. `folder_of` maps an absolute path to the
 /// configured folder (or ancestor) it was listed under.
-pub fn parse_find_output(
+pub fn parse_find_output<'r>(
     out: &[u8],
-    folder_of: impl Fn(&[u8]) -> Option<String>,
+    folder_of: impl Fn(&[u8]) -> Option<&'r str>,
     listing: &mut super::Listing,
 ) -> Result<(), String> {
     let mut fields = out.split(|&b| b == 0);
@@ -125,7 +125,7 @@ pub fn parse_find_output(
                 .push(refused(path, "not under a configured folder".into()));
             continue;
         };
-        match snapshot_path(path, &folder) {
+        match snapshot_path(path, folder) {
             Ok(rel) => listing.entries.push(Entry {
                 path: rel,
                 kind,
@@ -165,7 +165,7 @@ pub fn parse_find_time(b: &[u8]) -> Option<i64> {
 }
 
 /// The configured folder (or ancestor) that `abs` was listed under: the longest match.
-pub fn folder_of<'a>(roots: &'a [String]) -> impl Fn(&[u8]) -> Option<String> + 'a {
+pub fn folder_of<'a>(roots: &'a [String]) -> impl Fn(&[u8]) -> Option<&'a str> + 'a {
     move |abs: &[u8]| {
         roots
             .iter()
@@ -174,7 +174,7 @@ pub fn folder_of<'a>(roots: &'a [String]) -> impl Fn(&[u8]) -> Option<String> + 
                 abs == r || r == b"/" || (abs.starts_with(r) && abs.get(r.len()) == Some(&b'/'))
             })
             .max_by_key(|r| r.len())
-            .cloned()
+            .map(String::as_str)
     }
 }
 
