@@ -61,13 +61,7 @@ fn malformed_config_names_file_line_and_key() {
 fn config_comes_from_the_environment_when_no_flag_is_given() {
     let src = tempfile::tempdir().unwrap();
     write_file(&src.path().join("x"), b"x", 1_700_000_000_000_000_000);
-    let s = Setup::new(
-        &format!(
-            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
-            src.path().display()
-        ),
-        "",
-    );
+    let s = Setup::new(&local_host("box", src.path()), "");
     s.init();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapnest"))
         .args(["backup", "--all"])

@@ -190,13 +190,7 @@ fn a_file_at_the_link_count_limit_is_copied_not_aborted() {
         b"other",
         1_700_000_000_000_000_000,
     );
-    let s = Setup::new(
-        &format!(
-            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
-            src.path().display()
-        ),
-        "",
-    );
+    let s = Setup::new(&local_host("box", src.path()), "");
     s.init();
     s.backup("box", 0);
     let stored = in_snap(&s.latest("box"), &src.path().join("popular.txt"));
@@ -345,13 +339,7 @@ fn resuming_over_a_link_to_a_published_snapshot_never_rewrites_that_snapshot() {
 fn a_latest_link_left_behind_by_a_crash_is_repaired_by_the_next_run_even_a_failed_one() {
     let src = tempfile::tempdir().unwrap();
     write_file(&src.path().join("x"), b"x", 1_700_000_000_000_000_000);
-    let s = Setup::new(
-        &format!(
-            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
-            src.path().display()
-        ),
-        "",
-    );
+    let s = Setup::new(&local_host("box", src.path()), "");
     s.init();
     s.backup("box", 0);
     let snap = s.snapshots("box").pop().unwrap();
@@ -378,13 +366,7 @@ fn a_folder_whose_name_the_disk_refuses_is_left_out_and_the_rest_is_stored() {
     let room = 4090 - deep.as_os_str().len();
     deep.push("e".repeat(room.min(250)));
     fs::create_dir_all(&deep).unwrap();
-    let s = Setup::new(
-        &format!(
-            "[[host]]\nname = \"box\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
-            src.path().display()
-        ),
-        "",
-    );
+    let s = Setup::new(&local_host("box", src.path()), "");
     s.init();
     let out = s.backup("box", 1);
     assert!(

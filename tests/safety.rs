@@ -75,13 +75,6 @@ fn one_host(toml: &str) -> Setup {
     s
 }
 
-fn local_toml(name: &str, folder: &Path) -> String {
-    format!(
-        "[[host]]\nname = \"{name}\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
-        folder.display()
-    )
-}
-
 fn p(root: &Path, name: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(name))
 }
@@ -369,7 +362,7 @@ fn hostile_names_round_trip_from_a_local_folder() {
     clear_pwned_markers();
     let src = tempfile::tempdir().unwrap();
     hostile_tree(src.path());
-    let s = one_host(&local_toml("box", src.path()));
+    let s = one_host(&local_host("box", src.path()));
 
     let out = backup(&s, "box", 0);
     assert!(out.contains("box: good via local"), "{out}");
@@ -441,7 +434,7 @@ fn symlinks_out_of_the_tree_are_stored_as_symlinks_and_never_followed() {
         "{}{}{}",
         sshd.host_toml("stream", &[r], ""),
         sshd.host_toml("sftp", &[r], "transfer = \"sftp\""),
-        local_toml("local", r)
+        local_host("local", r)
     );
     let s = one_host(&hosts);
     for (host, method) in [
@@ -572,7 +565,7 @@ fn fifos_sockets_and_devices_are_skipped_without_hanging() {
         "{}{}{}",
         sshd.host_toml("stream", &[r], ""),
         sshd.host_toml("sftp", &[r], "transfer = \"sftp\""),
-        local_toml("local", r)
+        local_host("local", r)
     );
     let s = one_host(&hosts);
     for (host, method) in [
@@ -936,7 +929,7 @@ fn folder_below_a_symlinked_parent_is_backed_up_or_refused_clearly() {
         "{}{}{}",
         sshd.host_toml("stream", &[&folder], ""),
         sshd.host_toml("sftp", &[&folder], "transfer = \"sftp\""),
-        local_toml("local", &folder)
+        local_host("local", &folder)
     );
     let s = one_host(&hosts);
     for host in ["stream", "sftp", "local"] {

@@ -150,6 +150,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A `[[host]]` table for a folder on this box.
+pub fn local_host(name: &str, folder: &Path) -> String {
+    format!(
+        "[[host]]\nname = \"{name}\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
+        folder.display()
+    )
+}
+
 /// A storage folder and a config file in a temp folder.
 pub struct Setup {
     pub dir: tempfile::TempDir,
