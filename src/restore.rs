@@ -4,7 +4,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::SnapshotRow;
+use crate::catalog::{Catalog, SnapshotRow};
 use crate::error::{Error, IoContext, Result};
 use crate::job::stage::{open_nofollow, CopyError, Stage};
 use crate::model::{Entry, Kind};
@@ -22,8 +22,7 @@ pub struct Restored {
 }
 
 /// The snapshot named `spec` (`latest`, a full name, or a unique prefix such as `2026-11-23`).
-pub fn find_snapshot(storage: &Storage, host: &str, spec: &str) -> Result<SnapshotRow> {
-    let catalog = storage.catalog()?;
+pub fn find_snapshot(catalog: &Catalog, host: &str, spec: &str) -> Result<SnapshotRow> {
     let all: Vec<SnapshotRow> = catalog
         .snapshots(Some(host))?
         .into_iter()
@@ -62,8 +61,8 @@ pub fn restore(
     path: &str,
     to: &Path,
 ) -> Result<Restored> {
-    let snap = find_snapshot(storage, host, spec)?;
     let catalog = storage.catalog()?;
+    let snap = find_snapshot(&catalog, host, spec)?;
     let rel: Vec<u8> = path.trim_matches('/').as_bytes().to_vec();
     if rel.split(|&b| b == b'/').any(|p| p == b"." || p == b"..") {
         return Err(Error::Other(format!(
