@@ -6,10 +6,13 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod job;
 pub mod model;
 pub mod quickstart;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod source;
 pub mod storage;
 

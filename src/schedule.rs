@@ -1,0 +1,2 @@
+//! When a host is due: crontab lines, "at least every", blackout windows, failure backoff.
+//! Pure functions of (rules, history, now); the daemon acts on their answers.
