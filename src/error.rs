@@ -56,6 +56,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("interrupted: snapnest is stopping; the next run resumes from the staging folder")]
+    Cancelled,
+
     #[error("{0}")]
     Other(String),
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod hooks;
 pub mod job;
+pub mod logging;
 pub mod model;
 pub mod quickstart;
 pub mod restore;

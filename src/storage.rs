@@ -167,6 +167,72 @@ pub struct HostLock {
     _file: File,
 }
 
+/// Held by whichever process writes to the storage (a daemon while it works, a manual
+/// backup or prune): two processes never share a storage folder. Released when dropped.
+/// Not held while idle, so an idle daemon never keeps the disk from being unmounted.
+pub struct WriterLock {
+    _file: File,
+}
+
+/// Why the writer lock is not ours.
+#[derive(Debug)]
+pub struct Busy {
+    /// What the holder wrote into the lock file: its pid and command.
+    pub holder: String,
+}
+
+impl Storage {
+    /// Take the storage's writer lock without waiting.
+    pub fn try_lock_writer(&self) -> Result<std::result::Result<WriterLock, Busy>> {
+        let path = self.root.join(META_DIR).join("writer.lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at(&path, "opening lock file")?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                let me = format!("pid {} ({})", std::process::id(), process_name());
+                let _ = file.set_len(0);
+                let _ = file.write_all(me.as_bytes());
+                Ok(Ok(WriterLock { _file: file }))
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut holder = String::new();
+                let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+                if holder.trim().is_empty() {
+                    holder = "another snapnest process".into();
+                }
+                Ok(Err(Busy { holder }))
+            }
+            Err(e) => Err(Error::io(path, "locking", e.into())),
+        }
+    }
+
+    /// Take the writer lock, waiting for the holder to finish; `waiting` is told once who it is.
+    pub fn lock_writer(&self, mut waiting: impl FnMut(&Busy)) -> Result<WriterLock> {
+        let mut told = false;
+        loop {
+            match self.try_lock_writer()? {
+                Ok(lock) => return Ok(lock),
+                Err(busy) => {
+                    if !told {
+                        waiting(&busy);
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+fn process_name() -> String {
+    std::env::args().take(2).collect::<Vec<_>>().join(" ")
+}
+
 /// Make a rename or create in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

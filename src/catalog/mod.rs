@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
 
+mod history;
 mod schema;
+pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
 
 pub struct Catalog {
@@ -219,6 +221,14 @@ impl Catalog {
             }
         }
         tx.commit().map_err(e)?;
+        Ok(())
+    }
+
+    /// A run stopped on request: neither a failure (no backoff) nor a result.
+    pub fn mark_interrupted(&self, run_id: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE runs SET state = 'interrupted' WHERE id = ?1", [run_id])
+            .map_err(self.err("recording run end"))?;
         Ok(())
     }
 

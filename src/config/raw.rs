@@ -12,12 +12,25 @@ pub struct RawConfig {
     pub defaults: Option<Spanned<RawHost>>,
     #[serde(default)]
     pub host: Vec<Spanned<RawHost>>,
+    pub daemon: Option<Spanned<RawDaemon>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub state_dir: Option<Spanned<String>>,
+    pub max_concurrent: Option<Spanned<i64>>,
+    pub presence_interval: Option<Spanned<String>>,
+    pub watch: Option<Spanned<Vec<Spanned<String>>>>,
+    pub log: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub path: Option<Spanned<String>>,
+    pub min_free: Option<Spanned<String>>,
 }
 
 /// Keys of a `[[host]]` table; `[defaults]` takes the same keys except `name`.
@@ -38,4 +51,14 @@ pub struct RawHost {
     pub timeout: Option<Spanned<String>>,
     /// How to read an SSH host: "auto" (GNU find+tar when present, else SFTP), "stream", "sftp".
     pub transfer: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
+    pub every: Option<Spanned<String>>,
+    pub blackout: Option<Spanned<Vec<Spanned<String>>>>,
+    pub keep: Option<Spanned<toml::Value>>,
+    pub before: Option<Spanned<toml::Value>>,
+    pub after: Option<Spanned<toml::Value>>,
+    pub on_error: Option<Spanned<toml::Value>>,
+    pub notify: Option<Spanned<String>>,
+    pub notify_user: Option<Spanned<String>>,
+    pub stale_after: Option<Spanned<String>>,
 }

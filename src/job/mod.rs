@@ -37,6 +37,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         message: None,
         duration: Duration::ZERO,
         method: "",
+        interrupted: false,
     };
     let result = (|| -> Result<()> {
         let _lock = storage.lock_host(&host.name)?;
@@ -74,6 +75,11 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
             &report.problems,
             now_ms(),
         )?;
+        if matches!(outcome, Err(Error::Cancelled)) {
+            // Not a failure: no backoff, and the next run resumes.
+            report.interrupted = true;
+            catalog.mark_interrupted(run_id)?;
+        }
         outcome
     })();
     if let Err(e) = result {
@@ -97,6 +103,7 @@ fn run(
     let mut source = Source::open(host)?;
     report.method = source.method();
 
+    progress.checkpoint()?;
     progress.set_phase("listing");
     let listing = source.list(&host.name, &host.folders)?;
     let roots = host.folder_paths();
@@ -166,6 +173,9 @@ fn run(
     // Folders whose name this disk refuses: they and everything in them are left out.
     let mut refused: HashSet<&[u8]> = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
+        if i % 4096 == 0 {
+            progress.checkpoint()?;
+        }
         if crate::config::rules::parent(&e.path).is_some_and(|p| refused.contains(p)) {
             stored[i] = false;
             if e.kind == Kind::Dir {
@@ -227,6 +237,7 @@ fn run(
         let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
             let i = to_fetch[k];
             let e = &entries[i];
+            progress.checkpoint()?;
             match event {
                 Fetched::Content {
                     owner: Some(owner), ..
@@ -333,6 +344,7 @@ fn run(
     }
     drop(source);
 
+    progress.checkpoint()?;
     progress.set_phase("finishing");
     // Content that changed while read was kept out of resume's "complete" test until now.
     for (i, e) in entries.iter().enumerate() {

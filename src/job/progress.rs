@@ -1,7 +1,7 @@
 //! Live counters of a running job, written by the job and read by whoever shows them
 //! (a terminal progress bar now, the status page later). Reads are never blocked long.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -12,6 +12,7 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     pub files_done: AtomicU64,
     pub bytes_done: AtomicU64,
+    cancelled: AtomicBool,
 }
 
 /// A consistent-enough copy for display.
@@ -47,6 +48,24 @@ impl Progress {
         self.bytes_total.store(bytes, Relaxed);
         self.files_done.store(0, Relaxed);
         self.bytes_done.store(0, Relaxed);
+    }
+
+    /// Ask the job to stop at its next checkpoint; the staging folder stays for resume.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Relaxed)
+    }
+
+    /// `Err(Cancelled)` once `cancel` was called: the job's checkpoints between steps.
+    pub fn checkpoint(&self) -> crate::Result<()> {
+        if self.is_cancelled() {
+            Err(crate::Error::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn view(&self) -> ProgressView {

@@ -17,6 +17,8 @@ pub struct Report {
     pub message: Option<String>,
     pub duration: Duration,
     pub method: &'static str,
+    /// Stopped on request (shutdown, cancel), not by a fault.
+    pub interrupted: bool,
 }
 
 impl Report {

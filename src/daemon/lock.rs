@@ -1,0 +1,63 @@
+//! One daemon per state folder: an flock held for the daemon's lifetime, with its pid inside
+//! so that others can say who holds it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+const NAME: &str = "daemon.lock";
+
+pub struct DaemonLock {
+    _file: File,
+}
+
+pub fn acquire(state_dir: &Path) -> Result<DaemonLock> {
+    std::fs::create_dir_all(state_dir).at(state_dir, "creating state folder")?;
+    let path = state_dir.join(NAME);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .at(&path, "opening lock file")?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            file.set_len(0).at(&path, "writing lock file")?;
+            file.write_all(std::process::id().to_string().as_bytes())
+                .at(&path, "writing lock file")?;
+            Ok(DaemonLock { _file: file })
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Err(Error::Other(format!(
+                "another snapnest daemon (pid {}) is running with state folder {}",
+                pid.trim(),
+                state_dir.display()
+            )))
+        }
+        Err(e) => Err(Error::io(path, "locking", e.into())),
+    }
+}
+
+/// The pid of the daemon holding `state_dir`, if one runs.
+pub fn daemon_pid(state_dir: &Path) -> Option<u32> {
+    let path = state_dir.join(NAME);
+    let mut file = File::open(&path).ok()?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        // We could lock it: nobody holds it.
+        Ok(()) => None,
+        Err(_) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Some(pid.trim().parse().unwrap_or(0))
+        }
+    }
+}
+
+pub fn daemon_running(state_dir: &Path) -> bool {
+    daemon_pid(state_dir).is_some()
+}
