@@ -5,14 +5,17 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod hooks;
 pub mod job;
 pub mod logging;
 pub mod model;
+pub mod prune;
 pub mod quickstart;
 pub mod restore;
 pub mod retention;
+pub mod runner;
 pub mod schedule;
 pub mod source;
 pub mod storage;

@@ -1,6 +1,7 @@
 //! Configuration in two steps: `raw` is the TOML as written, `Config` is what was checked.
 //! Every error names the file, the line and the key.
 
+mod automation;
 pub mod rate;
 mod raw;
 pub mod rules;
@@ -13,6 +14,7 @@ use toml::Spanned;
 
 use crate::error::{Error, Result};
 use raw::{RawConfig, RawHost};
+pub use automation::{Automation, Daemon};
 pub use rules::Rules;
 
 pub const DEFAULT_PATH: &str = "/etc/snapnest/snapnest.toml";
@@ -22,6 +24,9 @@ pub const ENV_VAR: &str = "SNAPNEST_CONFIG";
 pub struct Config {
     pub file: PathBuf,
     pub storage: PathBuf,
+    /// Free-space floor of the storage's disk: below it, the oldest unprotected snapshots go.
+    pub min_free: Option<crate::retention::MinFree>,
+    pub daemon: Daemon,
     pub hosts: Vec<Host>,
 }
 
@@ -36,6 +41,8 @@ pub struct Host {
     pub bwlimit: Option<u64>,
     /// Longest wait for any single network step.
     pub timeout: Duration,
+    /// Schedule, retention, hooks and notifications.
+    pub automation: Automation,
 }
 
 #[derive(Clone, Debug)]
@@ -152,7 +159,9 @@ impl Validator<'_> {
             )));
         };
         let storage_span = storage.span();
-        let Some(path) = storage.into_inner().path else {
+        let storage = storage.into_inner();
+        let min_free = self.min_free(storage.min_free)?;
+        let Some(path) = storage.path else {
             return self.err(
                 storage_span,
                 "storage.path",
@@ -197,6 +206,8 @@ impl Validator<'_> {
         Ok(Config {
             file: self.file.to_path_buf(),
             storage,
+            min_free,
+            daemon: self.daemon(raw.daemon)?,
             hosts,
         })
     }
@@ -208,7 +219,7 @@ impl Validator<'_> {
         h: RawHost,
         d: &RawHost,
     ) -> Result<Host> {
-        let Some(name) = h.name else {
+        let Some(name) = h.name.clone() else {
             return self.err(
                 span,
                 &format!("host[{index}].name"),
@@ -244,7 +255,7 @@ impl Validator<'_> {
             }
         };
 
-        let Some(folders_raw) = h.folders else {
+        let Some(folders_raw) = h.folders.clone() else {
             return self.err(
                 span,
                 &key("folders"),
@@ -418,6 +429,7 @@ impl Validator<'_> {
             })
         };
 
+        let automation = self.automation(&h, d, &key, is_local)?;
         Ok(Host {
             name,
             source,
@@ -425,6 +437,7 @@ impl Validator<'_> {
             rules,
             bwlimit,
             timeout,
+            automation,
         })
     }
 

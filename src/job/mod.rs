@@ -30,6 +30,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
     let started = Instant::now();
     let mut report = Report {
         host: host.name.clone(),
+        run_id: None,
         outcome: Outcome::Failed,
         stats: Stats::default(),
         snapshot: None,
@@ -53,6 +54,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
             }
         }
         let run_id = catalog.begin_run(&host.name, now_ms())?;
+        report.run_id = Some(run_id);
         let outcome = run(
             &mut catalog,
             run_id,

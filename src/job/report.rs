@@ -8,6 +8,8 @@ use crate::model::{FileProblem, Outcome, Stats};
 #[derive(Debug)]
 pub struct Report {
     pub host: String,
+    /// The catalog's id of this run, once it was recorded.
+    pub run_id: Option<i64>,
     pub outcome: Outcome,
     pub stats: Stats,
     /// Folder name of the published snapshot.

@@ -2,20 +2,19 @@
 //! (0 good, 1 partial, 2 failed or bad usage).
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, SourceSpec};
-use crate::job::{self, Progress};
-use crate::model::Outcome;
 use crate::source::ssh::Connection;
 use crate::storage::{InitOutcome, Storage};
+
+mod backup;
+mod status;
+pub use backup::backup_with_progress;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +66,26 @@ pub enum Command {
         /// Folder to restore into; the path's last part is created inside it.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+    },
+    /// Run in the foreground and keep every host backed up (for procd, systemd, rc scripts).
+    #[command(long_about = "Run in the foreground and keep every host backed up: schedules, presence checks, \
+        retention, hooks and notifications. Logs one line per event to stderr or syslog ([daemon] log). \
+        SIGHUP reloads the config (a broken one keeps the old running); SIGTERM/SIGINT stop scheduling, let \
+        running transfers checkpoint and exit within [daemon] shutdown_grace.")]
+    Daemon,
+    /// What is running, due, late or waiting, from the catalog and the daemon's state.
+    Status {
+        /// Print the daemon's status file as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete snapshots the `keep` rules no longer keep; shows what goes and why.
+    Prune {
+        /// Only this host.
+        host: Option<String>,
+        /// Show the decisions, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Try snapnest without SSH: back up a sample folder into ./snapnest-data.
     Quickstart {
@@ -139,40 +158,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         Command::Backup { hosts, all } => {
             let config = load_config(&args)?;
-            let storage = Storage::open(&config.storage)?;
-            let selected: Vec<&crate::config::Host> = if *all {
-                config.hosts.iter().collect()
-            } else {
-                hosts
-                    .iter()
-                    .map(|h| config.host(h))
-                    .collect::<Result<_, _>>()?
-            };
-            if selected.is_empty() {
-                bail!("no hosts configured in {}", config.file.display());
-            }
-            let mut worst = Outcome::Good;
-            for host in selected {
-                let report = backup_with_progress(&storage, host);
-                for p in report.problems.iter().take(20) {
-                    eprintln!(
-                        "  {} {}: {} ({})",
-                        p.severity.as_str(),
-                        p.path,
-                        p.message,
-                        p.action
-                    );
-                }
-                if report.problems.len() > 20 {
-                    eprintln!(
-                        "  … and {} more (see the catalog)",
-                        report.problems.len() - 20
-                    );
-                }
-                println!("{}", report.summary());
-                worst = worst.worst(report.outcome);
-            }
-            Ok(worst.exit_code())
+            backup::backup(&config, hosts, *all)
+        }
+        Command::Daemon => {
+            let path = Config::locate(args.config.as_deref());
+            let signals = crate::daemon::Signals::from_process()?;
+            crate::daemon::run(&path, signals)?;
+            Ok(0)
+        }
+        Command::Status { json } => {
+            let config = load_config(&args)?;
+            status::status(&config, *json)
+        }
+        Command::Prune { host, dry_run } => {
+            let config = load_config(&args)?;
+            status::prune(&config, host.as_deref(), *dry_run)
         }
         Command::List { host } => {
             let config = load_config(&args)?;
@@ -265,61 +265,3 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Run one host's backup, drawing live progress on a terminal.
-pub fn backup_with_progress(storage: &Storage, host: &crate::config::Host) -> job::Report {
-    let progress = Arc::new(Progress::new());
-    let done = Arc::new(AtomicBool::new(false));
-    let drawer = std::io::stderr().is_terminal().then(|| {
-        let (progress, done, name) = (progress.clone(), done.clone(), host.name.clone());
-        std::thread::spawn(move || draw(&name, &progress, &done))
-    });
-    let report = job::backup_host(storage, host, &progress);
-    done.store(true, Ordering::Relaxed);
-    if let Some(t) = drawer {
-        let _ = t.join();
-    }
-    report
-}
-
-fn draw(name: &str, progress: &Progress, done: &AtomicBool) {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
-    );
-    let mut last = (Instant::now(), 0u64);
-    let mut rate = 0.0;
-    while !done.load(Ordering::Relaxed) {
-        let v = progress.view();
-        let elapsed = last.0.elapsed().as_secs_f64();
-        if elapsed >= 1.0 {
-            rate = v.bytes_done.saturating_sub(last.1) as f64 / elapsed;
-            last = (Instant::now(), v.bytes_done);
-        }
-        let mut current = v.current.clone();
-        if current.chars().count() > 50 {
-            current = format!(
-                "…{}",
-                current
-                    .chars()
-                    .rev()
-                    .take(49)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<String>()
-            );
-        }
-        bar.set_message(format!(
-            "{name}: {} {}/{} files, {}/{} at {}/s {current}",
-            v.phase,
-            v.files_done,
-            v.files_total,
-            bytesize::ByteSize(v.bytes_done),
-            bytesize::ByteSize(v.bytes_total),
-            bytesize::ByteSize(rate as u64),
-        ));
-        bar.tick();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bar.finish_and_clear();
-}

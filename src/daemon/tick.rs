@@ -1,0 +1,628 @@
+//! The daemon's state and its one-second decision step. Threads do the slow work (backups,
+//! presence checks, deletion) and report back over a channel; only this loop changes state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+
+use super::deleter::{Deleter, Doomed};
+use super::presence::{self, Watch};
+use super::queue::{self, Done};
+use super::state::{self, DaemonStatus, Disk, HostState, HostStatus, Running};
+use crate::catalog::HostHistory;
+use crate::config::{Config, Host};
+use crate::job::{Progress, Report};
+use crate::logging;
+use crate::model::Outcome;
+use crate::schedule::{backoff, Due};
+use crate::storage::{Storage, WriterLock};
+
+enum Msg {
+    Finished { host: String, report: Report },
+    Presence { host: String, result: Result<(), String> },
+}
+
+/// What the daemon last learned about a host's reachability.
+enum Presence {
+    Checking,
+    Here { at: Instant, at_ms: i64 },
+    Away { at: Instant, at_ms: i64, why: String },
+}
+
+enum Activity {
+    Idle,
+    Running {
+        progress: Arc<Progress>,
+        started_ms: i64,
+        /// Run-now requests this run answers.
+        waiters: Vec<String>,
+        /// (when, bytes) a few seconds ago, for the rate.
+        sample: (Instant, u64),
+        rate: u64,
+    },
+}
+
+#[derive(Default)]
+struct Slot {
+    activity: Option<Activity>,
+    /// Run-now requests not yet served by a run that started after them.
+    requests: Vec<String>,
+    history: Option<HostHistory>,
+    presence: Option<Presence>,
+    last_alert: Option<Instant>,
+}
+
+pub struct Daemon {
+    pub config: Config,
+    config_path: PathBuf,
+    started_ms: i64,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    slots: BTreeMap<String, Slot>,
+    disk: Disk,
+    storage: Option<Storage>,
+    /// The storage's writer lock, held only while there is work.
+    lease: Option<WriterLock>,
+    deleter: Deleter,
+    watch: Watch,
+    force_presence: bool,
+    last_space_check: Option<Instant>,
+    last_written: Option<DaemonStatus>,
+    note: Option<String>,
+}
+
+impl Daemon {
+    pub fn new(config: Config, config_path: PathBuf) -> Daemon {
+        let (tx, rx) = channel();
+        let watch = Watch::new(config.daemon.watch.clone());
+        let mut d = Daemon {
+            config,
+            config_path,
+            started_ms: Utc::now().timestamp_millis(),
+            tx,
+            rx,
+            slots: BTreeMap::new(),
+            disk: Disk::Unknown,
+            storage: None,
+            lease: None,
+            deleter: Deleter::start(),
+            watch,
+            force_presence: false,
+            last_space_check: None,
+            last_written: None,
+            note: None,
+        };
+        d.sync_slots();
+        d
+    }
+
+    /// A reloaded config: running backups finish on the old host settings.
+    pub fn set_config(&mut self, config: Config) {
+        self.watch = Watch::new(config.daemon.watch.clone());
+        self.config = config;
+        self.sync_slots();
+    }
+
+    fn sync_slots(&mut self) {
+        let names: Vec<String> = self.config.hosts.iter().map(|h| h.name.clone()).collect();
+        self.slots
+            .retain(|n, s| names.contains(n) || matches!(s.activity, Some(Activity::Running { .. })));
+        for n in names {
+            self.slots.entry(n).or_default();
+        }
+    }
+
+    pub fn running_hosts(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| matches!(s.activity, Some(Activity::Running { .. })))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub fn cancel_all(&mut self) {
+        for s in self.slots.values() {
+            if let Some(Activity::Running { progress, .. }) = &s.activity {
+                progress.cancel();
+            }
+        }
+    }
+
+    /// Sleep until a worker reports or `d` passes.
+    pub fn wait(&mut self, d: Duration) {
+        match self.rx.recv_timeout(d) {
+            Ok(m) => self.handle(m),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+    }
+
+    /// Take in what workers reported, without waiting.
+    pub fn collect(&mut self) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.handle(m);
+        }
+    }
+
+    pub fn tick(&mut self) {
+        self.collect();
+        self.take_requests();
+        self.check_disk();
+        if self.watch.changed() {
+            self.force_presence = true;
+        }
+        let now = Utc::now();
+        let states = self.decide(now);
+        self.start_due(&states);
+        self.check_space();
+        self.alert_stale(now);
+        if self.running_hosts().is_empty() && self.deleter.pending() == 0 {
+            self.lease = None;
+        }
+        self.force_presence = false;
+        self.write_status(None);
+    }
+
+    fn handle(&mut self, m: Msg) {
+        match m {
+            Msg::Presence { host, result } => {
+                let Some(slot) = self.slots.get_mut(&host) else { return };
+                let (at, at_ms) = (Instant::now(), Utc::now().timestamp_millis());
+                slot.presence = Some(match result {
+                    Ok(()) => Presence::Here { at, at_ms },
+                    Err(why) => Presence::Away { at, at_ms, why },
+                });
+            }
+            Msg::Finished { host, report } => self.finished(&host, report),
+        }
+    }
+
+    fn take_requests(&mut self) {
+        let dir = self.config.daemon.state_dir.clone();
+        for r in queue::take_all(&dir) {
+            match self.slots.get_mut(&r.host) {
+                Some(slot) => {
+                    logging::info(format!("host={} backup requested", r.host));
+                    slot.requests.push(r.id);
+                }
+                None => {
+                    let msg = format!("no host named {:?} in {}", r.host, self.config_path.display());
+                    let _ = queue::answer(
+                        &dir,
+                        &r.id,
+                        &Done {
+                            outcome: "failed".into(),
+                            exit_code: 2,
+                            summary: msg,
+                            problems: vec![],
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_disk(&mut self) {
+        let root = self.config.storage.clone();
+        let now = match Storage::open(&root) {
+            Ok(s) => {
+                let (total, free) = space(&root);
+                let was_missing = !matches!(self.disk, Disk::Ready { .. });
+                let changed_id = self.storage.as_ref().is_some_and(|old| old.id() != s.id());
+                if was_missing || changed_id {
+                    logging::info(format!("storage {} is ready (id {})", root.display(), s.id()));
+                    for slot in self.slots.values_mut() {
+                        slot.history = None;
+                    }
+                    self.resume_deletions(&s);
+                }
+                self.storage = Some(s);
+                Disk::Ready { total, free }
+            }
+            Err(e) => {
+                if !matches!(self.disk, Disk::Missing { .. }) {
+                    logging::warn(format!("storage unavailable, runs wait for it: {e}"));
+                }
+                self.storage = None;
+                Disk::Missing { why: e.to_string() }
+            }
+        };
+        self.disk = now;
+        if let Some(storage) = self.storage.clone() {
+            for (name, slot) in self.slots.iter_mut() {
+                if slot.history.is_none() {
+                    slot.history = storage
+                        .catalog()
+                        .and_then(|c| c.host_history(name))
+                        .map_err(|e| logging::error(format!("host={name} reading catalog: {e}")))
+                        .ok();
+                }
+            }
+        }
+    }
+
+    fn resume_deletions(&mut self, storage: &Storage) {
+        match storage.catalog().and_then(|c| c.deleting()) {
+            Ok(list) => {
+                for (id, host, name) in list {
+                    self.deleter.submit(storage, Doomed { id, host, name });
+                }
+            }
+            Err(e) => logging::error(format!("reading unfinished deletions: {e}")),
+        }
+    }
+
+    /// Each host's state now, and whether it may start.
+    fn decide(&mut self, now: DateTime<Utc>) -> Vec<(String, HostState)> {
+        let interval = self.config.daemon.presence_interval;
+        let disk_ready = self.storage.is_some();
+        let mut out = Vec::new();
+        for host in &self.config.hosts {
+            let slot = self.slots.get_mut(&host.name).expect("slot per host");
+            if let Some(Activity::Running { progress, started_ms, sample, rate, .. }) = &mut slot.activity {
+                let v = progress.view();
+                if sample.0.elapsed() >= Duration::from_secs(2) {
+                    *rate = (v.bytes_done.saturating_sub(sample.1) as f64
+                        / sample.0.elapsed().as_secs_f64()) as u64;
+                    *sample = (Instant::now(), v.bytes_done);
+                }
+                out.push((
+                    host.name.clone(),
+                    HostState::Running(Running {
+                        started_ms: *started_ms,
+                        phase: v.phase.to_string(),
+                        current: v.current,
+                        files_done: v.files_done,
+                        files_total: v.files_total,
+                        bytes_done: v.bytes_done,
+                        bytes_total: v.bytes_total,
+                        rate: *rate,
+                    }),
+                ));
+                continue;
+            }
+            let requested = !slot.requests.is_empty();
+            let history = slot.history.clone().unwrap_or_default();
+            let sched = &host.automation.schedule;
+            let last_good = history.last_good_started_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+            let due = match sched.due_at(last_good, now, &Local) {
+                Due::Now => true,
+                Due::At(t) => t <= now,
+                Due::Manual => false,
+            };
+            if !requested && !due {
+                let s = if matches!(sched.due_at(last_good, now, &Local), Due::Manual) {
+                    HostState::Manual
+                } else {
+                    HostState::Scheduled
+                };
+                out.push((host.name.clone(), s));
+                continue;
+            }
+            if !disk_ready {
+                out.push((host.name.clone(), HostState::WaitingForDisk));
+                continue;
+            }
+            if !requested {
+                if let Some(until) = sched.blackout_until(now, &Local) {
+                    out.push((host.name.clone(), HostState::Blackout { until_ms: until.timestamp_millis() }));
+                    continue;
+                }
+                if history.failures > 0 {
+                    let last_end = history
+                        .last_run
+                        .as_ref()
+                        .map(|r| r.finished_ms.unwrap_or(r.started_ms))
+                        .unwrap_or(0);
+                    let until = last_end + backoff(history.failures).as_millis() as i64;
+                    if until > now.timestamp_millis() {
+                        out.push((host.name.clone(), HostState::Backoff { until_ms: until }));
+                        continue;
+                    }
+                }
+                // Presence: only ask a machine that is due, and not more often than the interval.
+                let stale = match &slot.presence {
+                    None => true,
+                    Some(Presence::Checking) => false,
+                    Some(Presence::Here { at, .. }) => at.elapsed() >= interval,
+                    Some(Presence::Away { at, .. }) => at.elapsed() >= interval || self.force_presence,
+                };
+                if stale {
+                    let prev = slot.presence.take();
+                    slot.presence = Some(Presence::Checking);
+                    let (tx, h) = (self.tx.clone(), host.clone());
+                    std::thread::spawn(move || {
+                        let result = presence::check(&h);
+                        let _ = tx.send(Msg::Presence { host: h.name.clone(), result });
+                    });
+                    if let Some(Presence::Away { at_ms, why, .. }) = prev {
+                        out.push((host.name.clone(), HostState::Away { why, checked_ms: at_ms }));
+                        continue;
+                    }
+                }
+                match &slot.presence {
+                    Some(Presence::Here { .. }) => {}
+                    Some(Presence::Away { at_ms, why, .. }) => {
+                        out.push((host.name.clone(), HostState::Away { why: why.clone(), checked_ms: *at_ms }));
+                        continue;
+                    }
+                    _ => {
+                        out.push((host.name.clone(), HostState::Away { why: "checking".into(), checked_ms: 0 }));
+                        continue;
+                    }
+                }
+            }
+            out.push((host.name.clone(), HostState::Queued { requested }));
+        }
+        out
+    }
+
+    fn start_due(&mut self, states: &[(String, HostState)]) {
+        let cap = self.config.daemon.max_concurrent;
+        let mut queued: Vec<(&String, bool)> = states
+            .iter()
+            .filter_map(|(n, s)| match s {
+                HostState::Queued { requested } => Some((n, *requested)),
+                _ => None,
+            })
+            .collect();
+        // Run-now requests go ahead of scheduled work; otherwise config order.
+        queued.sort_by_key(|(_, requested)| !*requested);
+        for (name, _) in queued {
+            if self.running_hosts().len() >= cap {
+                break;
+            }
+            let Some(storage) = self.storage.clone() else { return };
+            if self.lease.is_none() {
+                match storage.try_lock_writer() {
+                    Ok(Ok(l)) => {
+                        self.lease = Some(l);
+                        self.note = None;
+                    }
+                    Ok(Err(busy)) => {
+                        self.note = Some(format!("storage is in use by {}", busy.holder));
+                        return;
+                    }
+                    Err(e) => {
+                        self.note = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+            let Some(host) = self.config.hosts.iter().find(|h| &h.name == name).cloned() else {
+                continue;
+            };
+            self.start(storage, host);
+        }
+    }
+
+    fn start(&mut self, storage: Storage, host: Host) {
+        let slot = self.slots.get_mut(&host.name).expect("slot per host");
+        let waiters = std::mem::take(&mut slot.requests);
+        let progress = Arc::new(Progress::new());
+        logging::info(format!(
+            "host={} backup starting ({})",
+            host.name,
+            if waiters.is_empty() { "scheduled" } else { "requested" }
+        ));
+        slot.activity = Some(Activity::Running {
+            progress: progress.clone(),
+            started_ms: Utc::now().timestamp_millis(),
+            waiters,
+            sample: (Instant::now(), 0),
+            rate: 0,
+        });
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("run-{}", host.name))
+            .spawn(move || {
+                let report = crate::runner::run_host(&storage, &host, &progress);
+                let _ = tx.send(Msg::Finished { host: host.name.clone(), report });
+            })
+            .expect("spawning a backup thread");
+    }
+
+    fn finished(&mut self, name: &str, report: Report) {
+        let run = report.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+        let line = format!("host={name} run={run} {}", report.summary());
+        match (report.interrupted, report.outcome) {
+            (true, _) => logging::warn(line),
+            (false, Outcome::Failed) => logging::error(line),
+            (false, Outcome::Partial) => logging::warn(line),
+            (false, Outcome::Good) => logging::info(line),
+        }
+        let Some(slot) = self.slots.get_mut(name) else { return };
+        slot.history = None;
+        // A run that just ended says nothing new about presence; keep asking on schedule.
+        if let Some(Activity::Running { waiters, .. }) = slot.activity.take() {
+            let done = Done {
+                outcome: report.outcome.as_str().into(),
+                exit_code: report.outcome.exit_code(),
+                summary: report.summary(),
+                problems: report
+                    .problems
+                    .iter()
+                    .take(20)
+                    .map(|p| format!("{} {}: {} ({})", p.severity.as_str(), p.path, p.message, p.action))
+                    .collect(),
+            };
+            for id in waiters {
+                let _ = queue::answer(&self.config.daemon.state_dir, &id, &done);
+            }
+        }
+        slot.activity = Some(Activity::Idle);
+        // Never prune after a failed or interrupted run.
+        if report.outcome != Outcome::Failed && !report.interrupted {
+            if let (Some(storage), Some(host)) = (
+                self.storage.clone(),
+                self.config.hosts.iter().find(|h| h.name == name).cloned(),
+            ) {
+                self.prune_host(&storage, &host);
+            }
+        }
+    }
+
+    fn prune_host(&mut self, storage: &Storage, host: &Host) {
+        match crate::prune::plan_host(storage, host, Utc::now()) {
+            Ok(verdicts) => {
+                for v in verdicts.into_iter().filter(|v| !v.keep) {
+                    if let Err(e) = storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
+                        logging::error(format!("host={} prune {}: {e}", host.name, v.name));
+                        continue;
+                    }
+                    logging::info(format!("host={} pruning {} ({})", host.name, v.name, v.reasons.join(", ")));
+                    self.deleter.submit(storage, Doomed { id: v.id, host: host.name.clone(), name: v.name });
+                }
+            }
+            Err(e) => logging::error(format!("host={} prune: {e}", host.name)),
+        }
+    }
+
+    /// Below `min_free`: delete the oldest snapshot that no rule protects, one at a time.
+    fn check_space(&mut self) {
+        let Some(min_free) = self.config.min_free else { return };
+        let Some(storage) = self.storage.clone() else { return };
+        if self.last_space_check.is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+            || self.deleter.pending() > 0
+        {
+            return;
+        }
+        self.last_space_check = Some(Instant::now());
+        let (total, free) = space(storage.root());
+        let short = min_free.bytes_short(total, free);
+        if short == 0 {
+            return;
+        }
+        match crate::prune::space_victim(&storage) {
+            Ok(Some((host, snap))) => {
+                if self.lease.is_none() {
+                    match storage.try_lock_writer() {
+                        Ok(Ok(l)) => self.lease = Some(l),
+                        _ => return,
+                    }
+                }
+                if storage.catalog().and_then(|c| c.mark_deleting(snap.id)).is_ok() {
+                    logging::warn(format!(
+                        "host={host} pruning {} to make room: {} below the free-space floor ({})",
+                        snap.name,
+                        bytesize::ByteSize(short),
+                        min_free.describe()
+                    ));
+                    self.deleter.submit(&storage, Doomed { id: snap.id, host, name: snap.name });
+                }
+            }
+            Ok(None) => {
+                self.note = Some(format!(
+                    "disk below the free-space floor ({}) and nothing left that may be pruned",
+                    min_free.describe()
+                ))
+            }
+            Err(e) => logging::error(format!("free-space prune: {e}")),
+        }
+    }
+
+    /// A host without a good backup for too long: mark it late, tell its owner (once a day).
+    fn alert_stale(&mut self, now: DateTime<Utc>) {
+        for host in &self.config.hosts {
+            let Some(slot) = self.slots.get_mut(&host.name) else { continue };
+            if !is_late(host, slot.history.as_ref(), now) {
+                continue;
+            }
+            let reachable = matches!(slot.presence, Some(Presence::Here { .. }));
+            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
+            if host.automation.notify == crate::hooks::Notify::Off || !reachable || recently {
+                continue;
+            }
+            slot.last_alert = Some(Instant::now());
+            let h = host.clone();
+            let last = slot.history.as_ref().and_then(|x| x.last_good_started_ms);
+            std::thread::spawn(move || crate::runner::notify_stale(&h, last));
+        }
+    }
+
+    pub fn write_status(&mut self, note: Option<String>) {
+        let now = Utc::now();
+        let states = self.current_states(now);
+        let hosts = self
+            .config
+            .hosts
+            .iter()
+            .zip(states)
+            .map(|(h, state)| {
+                let slot = self.slots.get(&h.name);
+                let hist = slot.and_then(|s| s.history.clone()).unwrap_or_default();
+                let last_good = hist.last_good_started_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+                let next_due_ms = match h.automation.schedule.due_at(last_good, now, &Local) {
+                    Due::Now => Some(now.timestamp_millis()),
+                    Due::At(t) => Some(h.automation.schedule.next_allowed(t, &Local).timestamp_millis()),
+                    Due::Manual => None,
+                };
+                let last_seen_ms = match slot.and_then(|s| s.presence.as_ref()) {
+                    Some(Presence::Here { at_ms, .. }) => Some(*at_ms),
+                    _ => None,
+                };
+                HostStatus {
+                    name: h.name.clone(),
+                    late: is_late(h, Some(&hist), now),
+                    last_good_ms: hist.last_good_started_ms,
+                    next_due_ms,
+                    last_seen_ms,
+                    failures: hist.failures,
+                    last_result: hist.last_run.as_ref().map(|r| r.state.clone()),
+                    last_message: hist.last_run.as_ref().and_then(|r| r.message.clone()),
+                    state,
+                }
+            })
+            .collect();
+        let mut status = DaemonStatus {
+            pid: std::process::id(),
+            started_ms: self.started_ms,
+            updated_ms: 0,
+            config: self.config_path.clone(),
+            storage: self.config.storage.clone(),
+            disk: self.disk.clone(),
+            hosts,
+            deleting: self.deleter.pending(),
+            note: note.or_else(|| self.note.clone()),
+        };
+        if self.last_written.as_ref() == Some(&status) {
+            return;
+        }
+        self.last_written = Some(status.clone());
+        status.updated_ms = now.timestamp_millis();
+        if let Err(e) = state::write(&self.config.daemon.state_dir, &status) {
+            logging::error(format!("writing status: {e}"));
+        }
+    }
+
+    /// The states as `decide` sees them, without starting checks (for the status file).
+    fn current_states(&mut self, now: DateTime<Utc>) -> Vec<HostState> {
+        let saved_force = self.force_presence;
+        // `decide` only starts a presence check for a stale answer; by now none is stale.
+        let states = self.decide(now);
+        self.force_presence = saved_force;
+        states.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>) -> bool {
+    let Some(limit) = host.automation.stale_after else { return false };
+    if matches!(host.automation.schedule.due_at(None, now, &Local), Due::Manual) {
+        return false;
+    }
+    match history.and_then(|h| h.last_good_started_ms) {
+        Some(ms) => now.timestamp_millis() - ms > limit.as_millis() as i64,
+        None => false,
+    }
+}
+
+/// (total, available to us) bytes of the filesystem holding `p`.
+pub fn space(p: &std::path::Path) -> (u64, u64) {
+    match rustix::fs::statvfs(p) {
+        Ok(s) => (s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize),
+        Err(_) => (0, 0),
+    }
+}
