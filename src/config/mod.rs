@@ -97,6 +97,9 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config> {
+        // Relative paths inside resolve against the file's folder, which must be absolute:
+        // the daemon and hooks may run from another working directory.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("reading config {}: {e}", path.display())))?;
         Config::parse(&text, path)

@@ -427,7 +427,11 @@ impl Daemon {
 
     fn finished(&mut self, name: &str, report: Report) {
         let run = report.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-        let line = format!("host={name} run={run} {}", report.summary());
+        let summary = report.summary();
+        let line = format!(
+            "host={name} run={run} {}",
+            summary.strip_prefix(&format!("{name}: ")).unwrap_or(&summary)
+        );
         match (report.interrupted, report.outcome) {
             (true, _) => logging::warn(line),
             (false, Outcome::Failed) => logging::error(line),
