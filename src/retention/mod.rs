@@ -32,13 +32,18 @@ pub struct Keep {
 }
 
 /// The keys `keep` accepts, listed in error messages so a typo is easy to fix.
-const KEYS: [&str; 7] = ["last", "hourly", "daily", "weekly", "monthly", "yearly", "within"];
+const KEYS: [&str; 7] = [
+    "last", "hourly", "daily", "weekly", "monthly", "yearly", "within",
+];
 
 impl Keep {
     /// From the TOML inline table as written; the config module turns Err into "config FILE, line N, key `keep`: <msg>".
     pub fn from_toml(v: &toml::Value) -> Result<Keep, String> {
         let table = v.as_table().ok_or_else(|| {
-            format!("expected an inline table like {{ daily = 7, weekly = 4 }}, got a {}", v.type_str())
+            format!(
+                "expected an inline table like {{ daily = 7, weekly = 4 }}, got {}",
+                v.type_str()
+            )
         })?;
         let mut keep = Keep::default();
         for (key, value) in table {
@@ -56,17 +61,14 @@ impl Keep {
                     keep.within = Some(parse_within(s)?);
                     continue;
                 }
-                _ => return Err(format!("unknown key `{key}` (allowed: {})", KEYS.join(", "))),
-            };
-            *slot = Some(match value.as_integer() {
-                Some(n) if n < 1 => {
+                _ => {
                     return Err(format!(
-                        "`{key}` must be at least 1, got {n} (leave the key out to not use this rule)"
+                        "unknown key `{key}` (allowed: {})",
+                        KEYS.join(", ")
                     ))
                 }
-                Some(n) => u32::try_from(n).map_err(|_| format!("`{key}` = {n} is too large"))?,
-                None => return Err(format!("`{key}` must be a whole number like 7, got {value}")),
-            });
+            };
+            *slot = Some(parse_count(key, value)?);
         }
         Ok(keep)
     }
@@ -74,7 +76,7 @@ impl Keep {
     /// No rule set (or only zeros): the caller keeps everything, because a backup tool must not delete by default.
     pub fn is_empty(&self) -> bool {
         self.counts().iter().all(|(_, n)| n.unwrap_or(0) == 0)
-            && self.within.map_or(true, |w| w.is_zero())
+            && self.within.unwrap_or_default().is_zero()
     }
 
     /// "last 3, daily 7, within 2d" for status pages and prune --dry-run.
@@ -102,6 +104,18 @@ impl Keep {
             ("yearly", self.yearly),
         ]
     }
+}
+
+/// A count of at least 1: zero would silently turn a rule off, so the user leaves the key out instead.
+fn parse_count(key: &str, value: &toml::Value) -> Result<u32, String> {
+    let n = (value.as_integer())
+        .ok_or_else(|| format!("`{key}` must be a whole number like 7, got {value}"))?;
+    if n < 1 {
+        return Err(format!(
+            "`{key}` must be at least 1, got {n} (leave the key out instead)"
+        ));
+    }
+    u32::try_from(n).map_err(|_| format!("`{key}` = {n} is too large"))
 }
 
 /// Borg's `<int><H|d|w|m|y>` (m = 31 days, y = 365 days, as borg counts) wins over humantime, so borg configs mean the same here; anything else is humantime ("36h", "90min").
@@ -135,7 +149,12 @@ fn parse_within(s: &str) -> Result<Duration, String> {
 fn describe_duration(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() == 0 && s > 0 {
-        for (unit, secs) in [("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600)] {
+        for (unit, secs) in [
+            ("y", 365 * 86400),
+            ("w", 7 * 86400),
+            ("d", 86400),
+            ("h", 3600),
+        ] {
             if s % secs == 0 {
                 return format!("{}{unit}", s / secs);
             }
@@ -170,7 +189,8 @@ fn newer_first(a: &Snap, b: &Snap) -> std::cmp::Ordering {
 /// Wall-clock time in `tz`, as borg buckets by; falls back to UTC at the edge of chrono's range instead of panicking.
 fn local_time<Tz: TimeZone>(t: &DateTime<Utc>, tz: &Tz) -> NaiveDateTime {
     let utc = t.naive_utc();
-    utc.checked_add_offset(tz.offset_from_utc_datetime(&utc).fix()).unwrap_or(utc)
+    utc.checked_add_offset(tz.offset_from_utc_datetime(&utc).fix())
+        .unwrap_or(utc)
 }
 
 /// A period key; only compared within one rule, so unused fields are zero.
@@ -211,7 +231,12 @@ fn prune_split(local: &[NaiveDateTime], kept: &mut [Option<String>], rule: &str,
 }
 
 /// One host's snapshots (any order) → a verdict per snapshot, newest first.
-pub fn plan<Tz: TimeZone>(snaps: &[Snap], keep: &Keep, now: DateTime<Utc>, tz: &Tz) -> Vec<Verdict> {
+pub fn plan<Tz: TimeZone>(
+    snaps: &[Snap],
+    keep: &Keep,
+    now: DateTime<Utc>,
+    tz: &Tz,
+) -> Vec<Verdict> {
     let mut order: Vec<&Snap> = snaps.iter().collect();
     order.sort_by(|a, b| newer_first(a, b));
     let mut kept: Vec<Option<String>> = vec![None; order.len()];
@@ -221,9 +246,15 @@ pub fn plan<Tz: TimeZone>(snaps: &[Snap], keep: &Keep, now: DateTime<Utc>, tz: &
         if let Some(w) = keep.within.filter(|w| !w.is_zero()) {
             let label = format!("within {}", describe_duration(w));
             // A window reaching past chrono's range covers everything.
-            let since = TimeDelta::from_std(w).ok().and_then(|w| now.checked_sub_signed(w));
+            let since = TimeDelta::from_std(w)
+                .ok()
+                .and_then(|w| now.checked_sub_signed(w));
             for (slot, s) in kept.iter_mut().zip(&order) {
-                if since.map_or(true, |since| s.created > since) {
+                let inside = match since {
+                    Some(since) => s.created > since,
+                    None => true,
+                };
+                if inside {
                     *slot = Some(label.clone());
                 }
             }
@@ -248,7 +279,12 @@ pub fn plan<Tz: TimeZone>(snaps: &[Snap], keep: &Keep, now: DateTime<Utc>, tz: &
         if !keep {
             reasons.push("not kept by any rule".to_string());
         }
-        Verdict { id: s.id, name: s.name.clone(), keep, reasons }
+        Verdict {
+            id: s.id,
+            name: s.name.clone(),
+            keep,
+            reasons,
+        }
     });
     verdicts.collect()
 }
@@ -268,7 +304,9 @@ impl MinFree {
             let p: f64 = (p.trim().parse())
                 .map_err(|_| format!("\"{s}\" is not a percentage like \"10%\""))?;
             if !(0.0..=90.0).contains(&p) {
-                return Err(format!("\"{s}\": a percentage floor must be between 0% and 90%"));
+                return Err(format!(
+                    "\"{s}\": a percentage floor must be between 0% and 90%"
+                ));
             }
             return Ok(MinFree::Percent(p));
         }
