@@ -115,6 +115,20 @@ impl Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Start the same server again (same port, keys and config) after `stop`.
+    pub fn start_again(&mut self) {
+        let d = self.dir.path();
+        self.child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("starting sshd");
+        wait_until("sshd to listen again", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
 }
 
 impl Drop for Sshd {
@@ -368,4 +382,108 @@ pub fn sample_tree(root: &Path) {
     std::os::unix::fs::symlink("../../outside", root.join("docs/link-out")).unwrap();
     std::os::unix::fs::symlink("missing", root.join("dangling")).unwrap();
     std::os::unix::fs::chown(root.join("a.txt"), Some(1234), Some(5678)).unwrap();
+}
+
+/// Poll `f` every 100 ms until it holds; panic naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `snapnest daemon` process on a Setup's config, its stderr in `log`.
+pub struct DaemonProc {
+    child: Child,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Setup {
+    /// Add a `[daemon]` table with a private state folder and quick presence checks.
+    pub fn with_daemon_table(&self, extra: &str) -> PathBuf {
+        let state = self.dir.path().join("state");
+        let mut text = fs::read_to_string(&self.config).unwrap();
+        text.push_str(&format!(
+            "\n[daemon]\nstate_dir = \"{}\"\npresence_interval = \"5s\"\nshutdown_grace = \"5s\"\n{extra}\n",
+            state.display()
+        ));
+        fs::write(&self.config, text).unwrap();
+        state
+    }
+
+    pub fn start_daemon(&self) -> DaemonProc {
+        let state_dir = self.dir.path().join("state");
+        let log = self.dir.path().join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = DaemonProc { child, log, state_dir };
+        wait_until("the daemon to write its status", Duration::from_secs(10), || {
+            d.status().is_some()
+        });
+        d
+    }
+}
+
+impl DaemonProc {
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's status file, parsed.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = fs::read_to_string(self.state_dir.join("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The `state` word of one host in the status file.
+    pub fn host_state(&self, host: &str) -> String {
+        self.status()
+            .and_then(|s| {
+                s["hosts"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["name"] == host)
+                    .map(|h| h["state"]["state"].as_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Wait for the process to exit; its exit code, or None if it outlived `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
