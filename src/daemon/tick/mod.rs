@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, TimeZone, Utc};
 
+mod report;
+mod upkeep;
+
 use super::deleter::{Deleter, Doomed};
 use super::presence::{self, Watch};
 use super::queue::{self, Done};
-use super::state::{self, DaemonStatus, Disk, HostState, HostStatus, Running};
+use super::state::{DaemonStatus, Disk, HostState, Running};
 use crate::catalog::HostHistory;
 use crate::config::{Config, Host};
 use crate::job::{Progress, Report};
@@ -333,11 +336,7 @@ impl Daemon {
                 if stale {
                     let prev = slot.presence.take();
                     slot.presence = Some(Presence::Checking);
-                    let (tx, h) = (self.tx.clone(), host.clone());
-                    std::thread::spawn(move || {
-                        let result = presence::check(&h);
-                        let _ = tx.send(Msg::Presence { host: h.name.clone(), result });
-                    });
+                    spawn_check(self.tx.clone(), host.clone());
                     if let Some(Presence::Away { at_ms, why, .. }) = prev {
                         out.push((host.name.clone(), HostState::Away { why, checked_ms: at_ms }));
                         continue;
@@ -469,147 +468,15 @@ impl Daemon {
         }
     }
 
-    fn prune_host(&mut self, storage: &Storage, host: &Host) {
-        match crate::prune::plan_host(storage, host, Utc::now()) {
-            Ok(verdicts) => {
-                for v in verdicts.into_iter().filter(|v| !v.keep) {
-                    if let Err(e) = storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
-                        logging::error(format!("host={} prune {}: {e}", host.name, v.name));
-                        continue;
-                    }
-                    logging::info(format!("host={} pruning {} ({})", host.name, v.name, v.reasons.join(", ")));
-                    self.deleter.submit(storage, Doomed { id: v.id, host: host.name.clone(), name: v.name });
-                }
-            }
-            Err(e) => logging::error(format!("host={} prune: {e}", host.name)),
-        }
-    }
 
-    /// Below `min_free`: delete the oldest snapshot that no rule protects, one at a time.
-    fn check_space(&mut self) {
-        let Some(min_free) = self.config.min_free else { return };
-        let Some(storage) = self.storage.clone() else { return };
-        if self.last_space_check.is_some_and(|t| t.elapsed() < Duration::from_secs(30))
-            || self.deleter.pending() > 0
-        {
-            return;
-        }
-        self.last_space_check = Some(Instant::now());
-        let (total, free) = space(storage.root());
-        let short = min_free.bytes_short(total, free);
-        if short == 0 {
-            return;
-        }
-        match crate::prune::space_victim(&storage) {
-            Ok(Some((host, snap))) => {
-                if self.lease.is_none() {
-                    match storage.try_lock_writer() {
-                        Ok(Ok(l)) => self.lease = Some(l),
-                        _ => return,
-                    }
-                }
-                if storage.catalog().and_then(|c| c.mark_deleting(snap.id)).is_ok() {
-                    logging::warn(format!(
-                        "host={host} pruning {} to make room: {} below the free-space floor ({})",
-                        snap.name,
-                        bytesize::ByteSize(short),
-                        min_free.describe()
-                    ));
-                    self.deleter.submit(&storage, Doomed { id: snap.id, host, name: snap.name });
-                }
-            }
-            Ok(None) => {
-                self.note = Some(format!(
-                    "disk below the free-space floor ({}) and nothing left that may be pruned",
-                    min_free.describe()
-                ))
-            }
-            Err(e) => logging::error(format!("free-space prune: {e}")),
-        }
-    }
+}
 
-    /// A host without a good backup for too long: mark it late, tell its owner (once a day).
-    fn alert_stale(&mut self, now: DateTime<Utc>) {
-        for host in &self.config.hosts {
-            let Some(slot) = self.slots.get_mut(&host.name) else { continue };
-            if !is_late(host, slot.history.as_ref(), now) {
-                continue;
-            }
-            let reachable = matches!(slot.presence, Some(Presence::Here { .. }));
-            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
-            if host.automation.notify == crate::hooks::Notify::Off || !reachable || recently {
-                continue;
-            }
-            slot.last_alert = Some(Instant::now());
-            let h = host.clone();
-            let last = slot.history.as_ref().and_then(|x| x.last_good_started_ms);
-            std::thread::spawn(move || crate::runner::notify_stale(&h, last));
-        }
-    }
-
-    pub fn write_status(&mut self, note: Option<String>) {
-        let now = Utc::now();
-        let states = self.current_states(now);
-        let hosts = self
-            .config
-            .hosts
-            .iter()
-            .zip(states)
-            .map(|(h, state)| {
-                let slot = self.slots.get(&h.name);
-                let hist = slot.and_then(|s| s.history.clone()).unwrap_or_default();
-                let last_good = hist.last_good_started_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-                let next_due_ms = match h.automation.schedule.due_at(last_good, now, &Local) {
-                    Due::Now => Some(now.timestamp_millis()),
-                    Due::At(t) => Some(h.automation.schedule.next_allowed(t, &Local).timestamp_millis()),
-                    Due::Manual => None,
-                };
-                let last_seen_ms = match slot.and_then(|s| s.presence.as_ref()) {
-                    Some(Presence::Here { at_ms, .. }) => Some(*at_ms),
-                    _ => None,
-                };
-                HostStatus {
-                    name: h.name.clone(),
-                    late: is_late(h, Some(&hist), now),
-                    last_good_ms: hist.last_good_started_ms,
-                    next_due_ms,
-                    last_seen_ms,
-                    failures: hist.failures,
-                    last_result: hist.last_run.as_ref().map(|r| r.state.clone()),
-                    last_message: hist.last_run.as_ref().and_then(|r| r.message.clone()),
-                    state,
-                }
-            })
-            .collect();
-        let mut status = DaemonStatus {
-            pid: std::process::id(),
-            started_ms: self.started_ms,
-            updated_ms: 0,
-            config: self.config_path.clone(),
-            storage: self.config.storage.clone(),
-            disk: self.disk.clone(),
-            hosts,
-            deleting: self.deleter.pending(),
-            note: note.or_else(|| self.note.clone()),
-        };
-        if self.last_written.as_ref() == Some(&status) {
-            return;
-        }
-        self.last_written = Some(status.clone());
-        status.updated_ms = now.timestamp_millis();
-        if let Err(e) = state::write(&self.config.daemon.state_dir, &status) {
-            logging::error(format!("writing status: {e}"));
-        }
-    }
-
-    /// The states as `decide` sees them, without starting checks (for the status file).
-    fn current_states(&mut self, now: DateTime<Utc>) -> Vec<HostState> {
-        let saved_force = self.force_presence;
-        // `decide` only starts a presence check for a stale answer; by now none is stale.
-        let states = self.decide(now);
-        self.force_presence = saved_force;
-        states.into_iter().map(|(_, s)| s).collect()
-    }
+/// Presence checks block for up to a few seconds: off the loop's thread.
+fn spawn_check(tx: Sender<Msg>, host: Host) {
+    std::thread::spawn(move || {
+        let result = presence::check(&host);
+        let _ = tx.send(Msg::Presence { host: host.name.clone(), result });
+    });
 }
 
 fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>) -> bool {

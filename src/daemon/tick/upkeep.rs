@@ -1,0 +1,108 @@
+//! Housekeeping between runs: retention after a good run, the free-space floor, and
+//! telling the owner of a machine whose backups stopped.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{is_late, space, spawn_check, Daemon, Presence};
+use crate::config::Host;
+use crate::daemon::deleter::Doomed;
+use crate::logging;
+use crate::storage::Storage;
+
+impl Daemon {
+    pub(super) fn prune_host(&mut self, storage: &Storage, host: &Host) {
+        match crate::prune::plan_host(storage, host, Utc::now()) {
+            Ok(verdicts) => {
+                for v in verdicts.into_iter().filter(|v| !v.keep) {
+                    if let Err(e) = storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
+                        logging::error(format!("host={} prune {}: {e}", host.name, v.name));
+                        continue;
+                    }
+                    logging::info(format!("host={} pruning {} ({})", host.name, v.name, v.reasons.join(", ")));
+                    self.deleter.submit(storage, Doomed { id: v.id, host: host.name.clone(), name: v.name });
+                }
+            }
+            Err(e) => logging::error(format!("host={} prune: {e}", host.name)),
+        }
+    }
+
+    /// Below `min_free`: delete the oldest snapshot that no rule protects, one at a time.
+    pub(super) fn check_space(&mut self) {
+        let Some(min_free) = self.config.min_free else { return };
+        let Some(storage) = self.storage.clone() else { return };
+        if self.last_space_check.is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+            || self.deleter.pending() > 0
+        {
+            return;
+        }
+        self.last_space_check = Some(Instant::now());
+        let (total, free) = space(storage.root());
+        let short = min_free.bytes_short(total, free);
+        if short == 0 {
+            return;
+        }
+        match crate::prune::space_victim(&storage) {
+            Ok(Some((host, snap))) => {
+                if self.lease.is_none() {
+                    match storage.try_lock_writer() {
+                        Ok(Ok(l)) => self.lease = Some(l),
+                        _ => return,
+                    }
+                }
+                if storage.catalog().and_then(|c| c.mark_deleting(snap.id)).is_ok() {
+                    logging::warn(format!(
+                        "host={host} pruning {} to make room: {} below the free-space floor ({})",
+                        snap.name,
+                        bytesize::ByteSize(short),
+                        min_free.describe()
+                    ));
+                    self.deleter.submit(&storage, Doomed { id: snap.id, host, name: snap.name });
+                }
+            }
+            Ok(None) => {
+                self.note = Some(format!(
+                    "disk below the free-space floor ({}) and nothing left that may be pruned",
+                    min_free.describe()
+                ))
+            }
+            Err(e) => logging::error(format!("free-space prune: {e}")),
+        }
+    }
+
+    /// A host without a good backup for too long: mark it late, tell its owner (once a day).
+    pub(super) fn alert_stale(&mut self, now: DateTime<Utc>) {
+        for host in &self.config.hosts {
+            let Some(slot) = self.slots.get_mut(&host.name) else { continue };
+            if !is_late(host, slot.history.as_ref(), now) {
+                continue;
+            }
+            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
+            if host.automation.notify == crate::hooks::Notify::Off || recently {
+                continue;
+            }
+            // The owner can only be told while the machine is on: look for it like a due host.
+            let stale_check = match &slot.presence {
+                None => true,
+                Some(Presence::Checking) => false,
+                Some(Presence::Here { at, .. }) | Some(Presence::Away { at, .. }) => {
+                    at.elapsed() >= self.config.daemon.presence_interval || self.force_presence
+                }
+            };
+            if stale_check {
+                slot.presence = Some(Presence::Checking);
+                spawn_check(self.tx.clone(), host.clone());
+                continue;
+            }
+            if !matches!(slot.presence, Some(Presence::Here { .. })) {
+                continue;
+            }
+            slot.last_alert = Some(Instant::now());
+            let h = host.clone();
+            let last = slot.history.as_ref().and_then(|x| x.last_good_started_ms);
+            std::thread::spawn(move || crate::runner::notify_stale(&h, last));
+        }
+    }
+
+}
