@@ -45,10 +45,13 @@ fn an_away_host_is_backed_up_soon_after_it_appears() {
     wait_until("a snapshot after the laptop came back", Duration::from_secs(30), || {
         snapshot_count(&setup, "laptop") == 1
     });
+    // The folder is renamed into place a moment before the run reports.
+    wait_until("the run's log line", Duration::from_secs(10), || {
+        daemon.log_text().contains("host=laptop run=1 good")
+    });
     assert_same_tree(src.path(), &in_snap(&setup.latest("laptop"), src.path()));
     let log = daemon.log_text();
     assert!(log.contains("host=laptop backup starting (scheduled)"), "{log}");
-    assert!(log.contains("host=laptop run=1 good"), "{log}");
 }
 
 #[test]
@@ -186,6 +189,9 @@ fn sigterm_mid_transfer_then_restart_resumes() {
     let daemon = setup.start_daemon();
     wait_until("the resumed run to publish", Duration::from_secs(60), || {
         snapshot_count(&setup, "laptop") == 1
+    });
+    wait_until("the run's log line", Duration::from_secs(10), || {
+        daemon.log_text().contains("host=laptop run=2")
     });
     assert_same_tree(src.path(), &in_snap(&setup.latest("laptop"), src.path()));
     let log = daemon.log_text();
