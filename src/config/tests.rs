@@ -152,7 +152,7 @@ fn daemon_and_automation_defaults() {
 fn automation_keys_are_checked_with_their_line() {
     let with = |extra: &str| format!("{GOOD}{extra}\n");
     let e = err(&with("schedule = \"0 2 * *\""));
-    assert!(e.contains("line 39") && e.contains("key `host \"photos\": schedule`"), "{e}");
+    assert!(e.contains("line 25") && e.contains("key `host \"photos\": schedule`"), "{e}");
     let e = err(&with("keep = { dayly = 3 }"));
     assert!(e.contains("key `host \"photos\": keep`") && e.contains("dayly"), "{e}");
     let e = err(&with("blackout = [\"9-17\"]"));
