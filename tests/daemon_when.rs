@@ -172,6 +172,6 @@ fn a_late_host_is_marked_and_its_owner_told() {
     assert!(t.contains("LATE/"), "{t}");
     // Rate-limited: one notification, not one per check.
     std::thread::sleep(Duration::from_secs(6));
-    let calls = fs::read_to_string(&record).unwrap().matches("snapnest").count();
+    let calls = fs::read_to_string(&record).unwrap().matches("Backup overdue").count();
     assert_eq!(calls, 1, "{}", fs::read_to_string(&record).unwrap());
 }
