@@ -69,7 +69,10 @@ impl Hook {
         let (run, place, timeout) = match v {
             toml::Value::String(s) => (s.clone(), Where::Local, DEFAULT_TIMEOUT),
             toml::Value::Table(t) => {
-                if let Some(k) = t.keys().find(|k| !["run", "where", "timeout"].contains(&k.as_str())) {
+                if let Some(k) = t
+                    .keys()
+                    .find(|k| !["run", "where", "timeout"].contains(&k.as_str()))
+                {
                     return Err(format!(
                         "unknown key {k:?} in a hook: use run, where and timeout, {EXAMPLE}"
                     ));
@@ -102,8 +105,7 @@ impl Hook {
             }
             other => {
                 return Err(format!(
-                    "a hook is a command string or a table, not a {}, {EXAMPLE}",
-                    other.type_str()
+                    "a hook is a command string or a table (got {other}), {EXAMPLE}"
                 ))
             }
         };
@@ -133,11 +135,12 @@ impl Hook {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let t = humantime::parse_duration(s).map_err(|e| {
-        format!("timeout = {s:?}: {e}, e.g. timeout = \"10m\" or \"90s\"")
-    })?;
+    let t = humantime::parse_duration(s)
+        .map_err(|e| format!("timeout = {s:?}: {e}, e.g. timeout = \"10m\" or \"90s\""))?;
     if t < Duration::from_secs(1) {
-        return Err(format!("timeout = {s:?} is too short: at least \"1s\", e.g. \"10m\""));
+        return Err(format!(
+            "timeout = {s:?} is too short: at least \"1s\", e.g. \"10m\""
+        ));
     }
     Ok(t)
 }
@@ -182,12 +185,11 @@ impl Hooks {
 }
 
 /// Values passed to hooks as `SNAPNEST_*` environment variables.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HookEnv {
+    pub event: Event,
     pub host: String,
     pub run_id: Option<i64>,
-    /// `None` only for [`HookEnv::default`]; set by the constructors.
-    pub event: Option<Event>,
     /// "good" / "partial" / "failed"; empty for `before`.
     pub result: String,
     pub snapshot: Option<String>,
@@ -201,19 +203,23 @@ impl HookEnv {
     /// For a `before` hook: nothing has happened yet.
     pub fn before(host: &str, run_id: Option<i64>) -> HookEnv {
         HookEnv {
+            event: Event::Before,
             host: host.to_string(),
             run_id,
-            event: Some(Event::Before),
-            ..HookEnv::default()
+            result: String::new(),
+            snapshot: None,
+            stats: Stats::default(),
+            duration: Duration::ZERO,
+            message: None,
         }
     }
 
     /// For an `after` or `on_error` hook, from the finished run's report.
     pub fn from_report(event: Event, report: &Report, run_id: Option<i64>) -> HookEnv {
         HookEnv {
+            event,
             host: report.host.clone(),
             run_id,
-            event: Some(event),
             result: report.outcome.as_str().to_string(),
             snapshot: report.snapshot.clone(),
             stats: report.stats.clone(),
@@ -228,9 +234,12 @@ impl HookEnv {
         let s = &self.stats;
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
         [
-            ("EVENT", self.event.map(Event::as_str).unwrap_or("").to_string()),
+            ("EVENT", self.event.as_str().to_string()),
             ("HOST", self.host.clone()),
-            ("RUN_ID", self.run_id.map(|i| i.to_string()).unwrap_or_default()),
+            (
+                "RUN_ID",
+                self.run_id.map(|i| i.to_string()).unwrap_or_default(),
+            ),
             ("RESULT", self.result.clone()),
             ("SNAPSHOT", opt(&self.snapshot)),
             ("FILES", s.files.to_string()),
