@@ -32,7 +32,10 @@ fn after(host: &Host, report: &Report) {
     if report.interrupted {
         return;
     }
-    let run = report.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+    let run = report
+        .run_id
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "-".into());
     let event = if report.outcome == Outcome::Failed {
         Event::OnError
     } else {
@@ -41,14 +44,21 @@ fn after(host: &Host, report: &Report) {
     if let Some(hook) = host.automation.hooks.get(event) {
         let env = HookEnv::from_report(event, report, report.run_id);
         match hooks::run_hook(hook, host, &env) {
-            Ok(_) => logging::info(format!("host={} run={run} {} hook done", host.name, event.as_str())),
+            Ok(_) => logging::info(format!(
+                "host={} run={run} {} hook done",
+                host.name,
+                event.as_str()
+            )),
             Err(e) => logging::warn(format!("host={} run={run} {e}", host.name)),
         }
     }
     if host.automation.notify != Notify::Off {
         let (title, body) = hooks::report_message(report);
         if let Err(e) = hooks::notify(host, &host.automation.notify, &title, &body) {
-            logging::warn(format!("host={} run={run} notification not shown: {e}", host.name));
+            logging::warn(format!(
+                "host={} run={run} notification not shown: {e}",
+                host.name
+            ));
         }
     }
 }
@@ -72,7 +82,14 @@ fn record_failure(storage: &Storage, host: &Host, message: String) -> Report {
     let recorded = storage.catalog().and_then(|mut c| {
         let now = job::now_ms();
         let id = c.begin_run(&host.name, now)?;
-        c.finish_run(id, Outcome::Failed, &report.stats, report.message.as_deref(), &[], now)?;
+        c.finish_run(
+            id,
+            Outcome::Failed,
+            &report.stats,
+            report.message.as_deref(),
+            &[],
+            now,
+        )?;
         Ok(id)
     });
     match recorded {
@@ -85,12 +102,14 @@ fn record_failure(storage: &Storage, host: &Host, message: String) -> Report {
 
 /// Tell the host's owner that backups stopped happening.
 pub fn notify_stale(host: &Host, last_good_ms: Option<i64>) {
-    let age = last_good_ms.map(|ms| {
-        Duration::from_millis(job::now_ms().saturating_sub(ms).max(0) as u64)
-    });
+    let age = last_good_ms
+        .map(|ms| Duration::from_millis(job::now_ms().saturating_sub(ms).max(0) as u64));
     let (title, body) = hooks::stale_message(&host.name, age);
     match hooks::notify(host, &host.automation.notify, &title, &body) {
         Ok(()) => logging::info(format!("host={} late: owner notified", host.name)),
-        Err(e) => logging::warn(format!("host={} late, notification not shown: {e}", host.name)),
+        Err(e) => logging::warn(format!(
+            "host={} late, notification not shown: {e}",
+            host.name
+        )),
     }
 }

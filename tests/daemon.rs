@@ -27,12 +27,17 @@ fn an_away_host_is_backed_up_soon_after_it_appears() {
     sshd.stop();
 
     let daemon = setup.start_daemon();
-    wait_until("the laptop to be seen away", Duration::from_secs(20), || {
-        daemon.host_state("laptop") == "away"
-    });
+    wait_until(
+        "the laptop to be seen away",
+        Duration::from_secs(20),
+        || daemon.host_state("laptop") == "away",
+    );
     let status = setup.snapnest(&["status"]);
     let t = text(&status);
-    assert!(t.contains("laptop") && t.contains("away") && t.contains("not reachable"), "{t}");
+    assert!(
+        t.contains("laptop") && t.contains("away") && t.contains("not reachable"),
+        "{t}"
+    );
     assert_eq!(snapshot_count(&setup, "laptop"), 0);
     assert!(
         !daemon.log_text().contains("failed"),
@@ -42,16 +47,21 @@ fn an_away_host_is_backed_up_soon_after_it_appears() {
 
     sshd.start_again();
     // Presence is checked every 5 s here; the run itself takes a second or two.
-    wait_until("a snapshot after the laptop came back", Duration::from_secs(30), || {
-        snapshot_count(&setup, "laptop") == 1
-    });
+    wait_until(
+        "a snapshot after the laptop came back",
+        Duration::from_secs(30),
+        || snapshot_count(&setup, "laptop") == 1,
+    );
     // The folder is renamed into place a moment before the run reports.
     wait_until("the run's log line", Duration::from_secs(10), || {
         daemon.log_text().contains("host=laptop run=1 good")
     });
     assert_same_tree(src.path(), &in_snap(&setup.latest("laptop"), src.path()));
     let log = daemon.log_text();
-    assert!(log.contains("host=laptop backup starting (scheduled)"), "{log}");
+    assert!(
+        log.contains("host=laptop backup starting (scheduled)"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -68,7 +78,11 @@ fn a_manual_backup_while_the_daemon_runs_goes_through_the_daemon() {
     setup.with_daemon_table("");
     let _daemon = setup.start_daemon();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(snapshot_count(&setup, "laptop"), 0, "manual hosts wait for a request");
+    assert_eq!(
+        snapshot_count(&setup, "laptop"),
+        0,
+        "manual hosts wait for a request"
+    );
 
     let out = setup.snapnest(&["backup", "laptop"]);
     let t = text(&out);
@@ -99,7 +113,10 @@ fn a_second_daemon_on_the_same_state_folder_refuses() {
         .unwrap();
     assert_eq!(second.status.code(), Some(2));
     let t = text(&second);
-    assert!(t.contains("another snapnest daemon") && t.contains("is running"), "{t}");
+    assert!(
+        t.contains("another snapnest daemon") && t.contains("is running"),
+        "{t}"
+    );
     drop(first);
 }
 
@@ -113,14 +130,26 @@ fn sighup_with_a_broken_config_keeps_the_daemon_on_the_old_one() {
     let mut daemon = setup.start_daemon();
     let good_config = fs::read_to_string(&setup.config).unwrap();
 
-    fs::write(&setup.config, format!("{good_config}\n[[host]]\nname = \"Bad Name\"\n")).unwrap();
+    fs::write(
+        &setup.config,
+        format!("{good_config}\n[[host]]\nname = \"Bad Name\"\n"),
+    )
+    .unwrap();
     daemon.signal(libc::SIGHUP);
-    wait_until("the reload error in the log", Duration::from_secs(10), || {
-        daemon.log_text().contains("config reload failed")
-    });
+    wait_until(
+        "the reload error in the log",
+        Duration::from_secs(10),
+        || daemon.log_text().contains("config reload failed"),
+    );
     let log = daemon.log_text();
-    assert!(log.contains("still running on the previous config"), "{log}");
-    assert!(log.contains("Bad Name"), "the log says what is wrong:\n{log}");
+    assert!(
+        log.contains("still running on the previous config"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Bad Name"),
+        "the log says what is wrong:\n{log}"
+    );
     assert!(daemon.alive());
 
     // Still serving the old config: a run-now request (dropped into the queue directly,
@@ -139,9 +168,11 @@ fn sighup_with_a_broken_config_keeps_the_daemon_on_the_old_one() {
     )
     .unwrap();
     daemon.signal(libc::SIGHUP);
-    wait_until("the second host in the status", Duration::from_secs(10), || {
-        daemon.host_state("nas") != ""
-    });
+    wait_until(
+        "the second host in the status",
+        Duration::from_secs(10),
+        || !daemon.host_state("nas").is_empty(),
+    );
     assert!(daemon.log_text().contains("config reloaded: 2 hosts"));
 }
 
@@ -172,11 +203,20 @@ fn sigterm_mid_transfer_then_restart_resumes() {
     });
     daemon.signal(libc::SIGTERM);
     let code = daemon.wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(0), "exits within the grace period:\n{}", daemon.log_text());
+    assert_eq!(
+        code,
+        Some(0),
+        "exits within the grace period:\n{}",
+        daemon.log_text()
+    );
     let log = daemon.log_text();
     assert!(log.contains("asked to checkpoint"), "{log}");
     assert!(log.contains("interrupted"), "{log}");
-    assert_eq!(snapshot_count(&setup, "laptop"), 0, "nothing half-done is published");
+    assert_eq!(
+        snapshot_count(&setup, "laptop"),
+        0,
+        "nothing half-done is published"
+    );
     let staged: Vec<_> = fs::read_dir(setup.storage.join("laptop"))
         .unwrap()
         .flatten()
@@ -187,15 +227,20 @@ fn sigterm_mid_transfer_then_restart_resumes() {
     assert!(list.contains("last run of laptop: interrupted"), "{list}");
 
     let daemon = setup.start_daemon();
-    wait_until("the resumed run to publish", Duration::from_secs(60), || {
-        snapshot_count(&setup, "laptop") == 1
-    });
+    wait_until(
+        "the resumed run to publish",
+        Duration::from_secs(60),
+        || snapshot_count(&setup, "laptop") == 1,
+    );
     wait_until("the run's log line", Duration::from_secs(10), || {
         daemon.log_text().contains("host=laptop run=2")
     });
     assert_same_tree(src.path(), &in_snap(&setup.latest("laptop"), src.path()));
     let log = daemon.log_text();
-    let line = log.lines().find(|l| l.contains("host=laptop run=2")).unwrap_or_else(|| panic!("{log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("host=laptop run=2"))
+        .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains("resumed"), "the second run resumes: {line}");
     // An interruption is not a failure: no backoff was applied.
     assert!(!log.contains("backoff"), "{log}");
@@ -231,9 +276,19 @@ fn a_failing_before_hook_aborts_without_touching_snapshots() {
     let out = setup.snapnest(&["backup", "laptop"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("before hook failed") && t.contains("exit 3"), "{t}");
-    assert!(t.contains("cannot dump the database"), "the hook's output is shown: {t}");
-    assert_eq!(setup.snapshots("laptop"), before, "no snapshot added or removed");
+    assert!(
+        t.contains("before hook failed") && t.contains("exit 3"),
+        "{t}"
+    );
+    assert!(
+        t.contains("cannot dump the database"),
+        "the hook's output is shown: {t}"
+    );
+    assert_eq!(
+        setup.snapshots("laptop"),
+        before,
+        "no snapshot added or removed"
+    );
     assert_eq!(setup.latest("laptop"), latest);
     let staged = fs::read_dir(setup.storage.join("laptop"))
         .unwrap()
@@ -241,10 +296,20 @@ fn a_failing_before_hook_aborts_without_touching_snapshots() {
         .any(|e| e.file_name().to_string_lossy().starts_with(".incomplete-"));
     assert!(!staged, "no staging folder was even started");
     let on_error = fs::read_to_string(&marker).expect("on_error hook ran");
-    assert!(on_error.starts_with("failed: before hook failed"), "{on_error}");
+    assert!(
+        on_error.starts_with("failed: before hook failed"),
+        "{on_error}"
+    );
     let list = text(&setup.snapnest(&["list", "laptop"]));
-    assert!(list.contains("last run of laptop: failed: before hook failed"), "{list}");
-    assert!(daemon.log_text().contains("host=laptop run=2 failed"), "{}", daemon.log_text());
+    assert!(
+        list.contains("last run of laptop: failed: before hook failed"),
+        "{list}"
+    );
+    assert!(
+        daemon.log_text().contains("host=laptop run=2 failed"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[test]
@@ -263,7 +328,10 @@ fn a_remote_notification_runs_on_the_backed_up_side() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let sshd = Sshd::start_with(&[&format!("SetEnv PATH={}:/usr/bin:/bin", bin.path().display())]);
+    let sshd = Sshd::start_with(&[&format!(
+        "SetEnv PATH={}:/usr/bin:/bin",
+        bin.path().display()
+    )]);
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let setup = Setup::new(
@@ -273,7 +341,9 @@ fn a_remote_notification_runs_on_the_backed_up_side() {
     setup.init();
     setup.with_daemon_table("");
     let _daemon = setup.start_daemon();
-    wait_until("the notification", Duration::from_secs(30), || record.exists());
+    wait_until("the notification", Duration::from_secs(30), || {
+        record.exists()
+    });
     let args = fs::read_to_string(&record).unwrap();
     assert!(args.contains("snapnest"), "{args}");
     assert!(args.to_lowercase().contains("backup"), "{args}");
@@ -287,11 +357,22 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let sh = |cmd: &str| {
-        let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .unwrap();
         assert!(st.success(), "{cmd}");
     };
-    sh(&format!("truncate -s 64M {0} && mkfs.ext4 -q -F {0}", img.display()));
-    sh(&format!("mount -o loop {} {}", img.display(), mnt.display()));
+    sh(&format!(
+        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
+        img.display()
+    ));
+    sh(&format!(
+        "mount -o loop {} {}",
+        img.display(),
+        mnt.display()
+    ));
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -304,9 +385,10 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
     sample_tree(src.path());
     let setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
     // Point the config's storage at the mount point.
-    let cfg = fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace(&setup.storage.display().to_string(), &mnt.display().to_string());
+    let cfg = fs::read_to_string(&setup.config).unwrap().replace(
+        &setup.storage.display().to_string(),
+        &mnt.display().to_string(),
+    );
     fs::write(&setup.config, cfg).unwrap();
     setup.init();
     setup.with_daemon_table("");
@@ -314,16 +396,27 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
 
     // The idle daemon holds nothing open on the disk: it can be unmounted.
     sh(&format!("umount {}", mnt.display()));
-    wait_until("the daemon to see the disk gone", Duration::from_secs(10), || {
-        daemon.status().is_some_and(|s| s["disk"]["state"] == "missing")
-    });
+    wait_until(
+        "the daemon to see the disk gone",
+        Duration::from_secs(10),
+        || {
+            daemon
+                .status()
+                .is_some_and(|s| s["disk"]["state"] == "missing")
+        },
+    );
     let state = daemon.state_dir.clone();
     let id = snapnest::daemon::queue::submit(&state, "box").unwrap();
-    wait_until("the host to wait for the disk", Duration::from_secs(10), || {
-        daemon.host_state("box") == "waiting_for_disk"
-    });
+    wait_until(
+        "the host to wait for the disk",
+        Duration::from_secs(10),
+        || daemon.host_state("box") == "waiting_for_disk",
+    );
     let t = text(&setup.snapnest(&["status"]));
-    assert!(t.contains("MISSING") && t.contains("waiting for the backup disk"), "{t}");
+    assert!(
+        t.contains("MISSING") && t.contains("waiting for the backup disk"),
+        "{t}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         fs::read_dir(&mnt).unwrap().count(),
@@ -331,10 +424,20 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
         "nothing is written into the empty mount point"
     );
 
-    sh(&format!("mount -o loop {} {}", img.display(), mnt.display()));
+    sh(&format!(
+        "mount -o loop {} {}",
+        img.display(),
+        mnt.display()
+    ));
     let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
     assert_eq!(done.outcome, "good", "{}", done.summary);
-    assert_same_tree(src.path(), &in_snap(&fs::canonicalize(mnt.join("box/latest")).unwrap(), src.path()));
+    assert_same_tree(
+        src.path(),
+        &in_snap(
+            &fs::canonicalize(mnt.join("box/latest")).unwrap(),
+            src.path(),
+        ),
+    );
     drop(daemon);
     drop(guard);
 }
@@ -361,10 +464,29 @@ fn the_daemon_prunes_after_good_runs_only() {
         snapshot_count(&setup, "box") == 2
     });
     let left = setup.snapshots("box");
-    assert_eq!(fs::read_to_string(left[1].join(src.path().strip_prefix("/").unwrap()).join("counter")).unwrap(), "3");
-    assert_eq!(fs::read_to_string(left[0].join(src.path().strip_prefix("/").unwrap()).join("counter")).unwrap(), "2");
+    assert_eq!(
+        fs::read_to_string(
+            left[1]
+                .join(src.path().strip_prefix("/").unwrap())
+                .join("counter")
+        )
+        .unwrap(),
+        "3"
+    );
+    assert_eq!(
+        fs::read_to_string(
+            left[0]
+                .join(src.path().strip_prefix("/").unwrap())
+                .join("counter")
+        )
+        .unwrap(),
+        "2"
+    );
     let log = daemon.log_text();
-    assert!(log.contains("pruning") && log.contains("not kept by any rule") || log.contains("pruning"), "{log}");
+    assert!(
+        log.contains("pruning") && log.contains("not kept by any rule") || log.contains("pruning"),
+        "{log}"
+    );
     let hidden = fs::read_dir(setup.storage.join("box"))
         .unwrap()
         .flatten()
@@ -373,7 +495,9 @@ fn the_daemon_prunes_after_good_runs_only() {
 
     // A failed run prunes nothing, even with snapshots beyond the rules.
     drop(daemon);
-    let cfg = fs::read_to_string(&setup.config).unwrap().replace("last = 2", "last = 1");
+    let cfg = fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("last = 2", "last = 1");
     fs::write(&setup.config, cfg).unwrap();
     fs::rename(src.path(), src.path().with_extension("gone")).unwrap();
     let daemon = setup.start_daemon();
@@ -418,9 +542,14 @@ fn prune_keeps_exactly_what_the_rules_say() {
     ];
     let db = rusqlite::Connection::open(setup.storage.join(".snapnest/catalog.db")).unwrap();
     for (name, date) in names.iter().zip(dates) {
-        let ms = chrono::DateTime::parse_from_rfc3339(date).unwrap().timestamp_millis();
-        db.execute("UPDATE snapshots SET created_ms = ?1 WHERE name = ?2", rusqlite::params![ms, name])
-            .unwrap();
+        let ms = chrono::DateTime::parse_from_rfc3339(date)
+            .unwrap()
+            .timestamp_millis();
+        db.execute(
+            "UPDATE snapshots SET created_ms = ?1 WHERE name = ?2",
+            rusqlite::params![ms, name],
+        )
+        .unwrap();
     }
     drop(db);
     // daily 3: 12th (20:00), 10th, 5th (18:00). weekly 2 (ISO weeks, skipping those kept):
@@ -439,11 +568,20 @@ fn prune_keeps_exactly_what_the_rules_say() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     for (i, name) in names.iter().enumerate() {
-        let line = t.lines().find(|l| l.contains(name.as_str())).unwrap_or_else(|| panic!("{name} in {t}"));
+        let line = t
+            .lines()
+            .find(|l| l.contains(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} in {t}"));
         if kept.contains(&i) {
-            assert!(line.trim_start().starts_with("keep"), "{name} (#{i}) is kept: {t}");
+            assert!(
+                line.trim_start().starts_with("keep"),
+                "{name} (#{i}) is kept: {t}"
+            );
         } else {
-            assert!(line.trim_start().starts_with("would prune"), "{name} (#{i}) goes: {t}");
+            assert!(
+                line.trim_start().starts_with("would prune"),
+                "{name} (#{i}) goes: {t}"
+            );
         }
     }
     assert_eq!(setup.snapshots("box").len(), 8, "a dry run deletes nothing");
@@ -469,9 +607,21 @@ fn prune_keeps_exactly_what_the_rules_say() {
     }
     // What is left still restores.
     let to = tempfile::tempdir().unwrap();
-    let out = setup.snapnest(&["restore", "box", "latest", &src.path().display().to_string(), "--to", &to.path().display().to_string()]);
+    let out = setup.snapnest(&[
+        "restore",
+        "box",
+        "latest",
+        &src.path().display().to_string(),
+        "--to",
+        &to.path().display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(Path::new(&to.path().join(src.path().file_name().unwrap()).join("a.txt")).exists());
+    assert!(Path::new(
+        &to.path()
+            .join(src.path().file_name().unwrap())
+            .join("a.txt")
+    )
+    .exists());
 }
 
 #[test]
@@ -480,7 +630,8 @@ fn events_go_to_syslog_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let setup = Setup::new(&local_host("box", src.path()), "");
@@ -489,11 +640,17 @@ fn events_go_to_syslog_when_asked() {
     let _daemon = setup.start_daemon();
     let mut lines = Vec::new();
     let mut buf = [0u8; 4096];
-    while !lines.iter().any(|l: &String| l.contains("host=box run=1 good")) {
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("host=box run=1 good"))
+    {
         let n = sock.recv(&mut buf).expect("a syslog datagram");
         lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    let started = lines.iter().find(|l| l.contains("daemon started")).expect("start event");
+    let started = lines
+        .iter()
+        .find(|l| l.contains("daemon started"))
+        .expect("start event");
     // RFC 3164: <facility*8+severity>; daemon.info = 3*8+6 = 30.
     assert!(started.starts_with("<30>"), "{started}");
     assert!(started.contains("snapnest["), "{started}");

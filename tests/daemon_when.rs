@@ -20,7 +20,11 @@ fn a_lease_file_change_starts_a_presence_check_at_once() {
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let leases = tempfile::NamedTempFile::new().unwrap();
-    fs::write(leases.path(), "1764000000 aa:bb:cc:dd:ee:ff 192.168.1.20 phone *\n").unwrap();
+    fs::write(
+        leases.path(),
+        "1764000000 aa:bb:cc:dd:ee:ff 192.168.1.20 phone *\n",
+    )
+    .unwrap();
     let setup = Setup::new(&sshd.host_toml("laptop", &[src.path()], ""), "");
     setup.init();
     // Presence would only be checked once an hour without the watch.
@@ -34,12 +38,18 @@ fn a_lease_file_change_starts_a_presence_check_at_once() {
     fs::write(&setup.config, text).unwrap();
     sshd.stop();
     let daemon = setup.start_daemon();
-    wait_until("the laptop to be seen away", Duration::from_secs(20), || {
-        daemon.host_state("laptop") == "away"
-    });
+    wait_until(
+        "the laptop to be seen away",
+        Duration::from_secs(20),
+        || daemon.host_state("laptop") == "away",
+    );
     sshd.start_again();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(daemon.host_state("laptop"), "away", "no check before the hour is up");
+    assert_eq!(
+        daemon.host_state("laptop"),
+        "away",
+        "no check before the hour is up"
+    );
 
     // dnsmasq hands the laptop a lease.
     fs::write(
@@ -47,9 +57,11 @@ fn a_lease_file_change_starts_a_presence_check_at_once() {
         "1764000000 aa:bb:cc:dd:ee:ff 192.168.1.20 phone *\n1764000100 11:22:33:44:55:66 192.168.1.21 laptop *\n",
     )
     .unwrap();
-    wait_until("the backup after the lease appeared", Duration::from_secs(20), || {
-        setup.storage.join("laptop/latest").exists()
-    });
+    wait_until(
+        "the backup after the lease appeared",
+        Duration::from_secs(20),
+        || setup.storage.join("laptop/latest").exists(),
+    );
 }
 
 #[test]
@@ -67,12 +79,20 @@ fn blackout_holds_scheduled_runs_but_not_a_request() {
         daemon.host_state("box") == "blackout"
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!setup.storage.join("box").exists(), "nothing ran in the blackout");
+    assert!(
+        !setup.storage.join("box").exists(),
+        "nothing ran in the blackout"
+    );
     let t = text(&setup.snapnest(&["status"]));
     assert!(t.contains("blackout until"), "{t}");
 
     let out = setup.snapnest(&["backup", "box"]);
-    assert_eq!(out.status.code(), Some(0), "asking overrides a blackout: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "asking overrides a blackout: {}",
+        text(&out)
+    );
     assert_eq!(setup.snapshots("box").len(), 1);
 }
 
@@ -82,11 +102,19 @@ fn one_run_at_a_time_by_default() {
     let b = tempfile::tempdir().unwrap();
     for d in [a.path(), b.path()] {
         for i in 0..20 {
-            write_file(&d.join(format!("f{i}")), &vec![i as u8; 100_000], 1_700_000_000_000_000_000);
+            write_file(
+                &d.join(format!("f{i}")),
+                &vec![i as u8; 100_000],
+                1_700_000_000_000_000_000,
+            );
         }
     }
     // 2 MB each at 1 MiB/s: about 2 s per host.
-    let hosts = format!("{}{}", local_host("alpha", a.path()), local_host("beta", b.path()));
+    let hosts = format!(
+        "{}{}",
+        local_host("alpha", a.path()),
+        local_host("beta", b.path())
+    );
     let setup = Setup::new(&hosts, "bwlimit = \"1MiB/s\"");
     setup.init();
     setup.with_daemon_table("");
@@ -119,13 +147,27 @@ fn a_failing_host_backs_off_and_status_says_so() {
     let until = host["state"]["until_ms"].as_i64().unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     // First retry after 5 minutes.
-    assert!((until - now) > 4 * 60 * 1000 && (until - now) <= 5 * 60 * 1000, "{until} vs {now}");
+    assert!(
+        (until - now) > 4 * 60 * 1000 && (until - now) <= 5 * 60 * 1000,
+        "{until} vs {now}"
+    );
     let t = text(&setup.snapnest(&["status"]));
-    assert!(t.contains("backoff") && t.contains("1 failure(s) in a row, retry at"), "{t}");
-    assert!(daemon.log_text().contains("host=share run=1 failed"), "{}", daemon.log_text());
+    assert!(
+        t.contains("backoff") && t.contains("1 failure(s) in a row, retry at"),
+        "{t}"
+    );
+    assert!(
+        daemon.log_text().contains("host=share run=1 failed"),
+        "{}",
+        daemon.log_text()
+    );
     // Still one run only: backoff holds the next.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!daemon.log_text().contains("run=2"), "{}", daemon.log_text());
+    assert!(
+        !daemon.log_text().contains("run=2"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[test]
@@ -139,7 +181,10 @@ fn a_late_host_is_marked_and_its_owner_told() {
     )
     .unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let sshd = Sshd::start_with(&[&format!("SetEnv PATH={}:/usr/bin:/bin", bin.path().display())]);
+    let sshd = Sshd::start_with(&[&format!(
+        "SetEnv PATH={}:/usr/bin:/bin",
+        bin.path().display()
+    )]);
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let setup = Setup::new(
@@ -155,8 +200,11 @@ fn a_late_host_is_marked_and_its_owner_told() {
     // The last good backup was two days ago, yet not due again for a month.
     let db = rusqlite::Connection::open(setup.storage.join(".snapnest/catalog.db")).unwrap();
     let two_days_ago = chrono::Utc::now().timestamp_millis() - 2 * 86_400_000;
-    db.execute("UPDATE runs SET started_ms = ?1, finished_ms = ?1", [two_days_ago])
-        .unwrap();
+    db.execute(
+        "UPDATE runs SET started_ms = ?1, finished_ms = ?1",
+        [two_days_ago],
+    )
+    .unwrap();
     drop(db);
     setup.with_daemon_table("");
     let daemon = setup.start_daemon();
@@ -172,6 +220,9 @@ fn a_late_host_is_marked_and_its_owner_told() {
     assert!(t.contains("LATE/"), "{t}");
     // Rate-limited: one notification, not one per check.
     std::thread::sleep(Duration::from_secs(6));
-    let calls = fs::read_to_string(&record).unwrap().matches("Backup overdue").count();
+    let calls = fs::read_to_string(&record)
+        .unwrap()
+        .matches("Backup overdue")
+        .count();
     assert_eq!(calls, 1, "{}", fs::read_to_string(&record).unwrap());
 }

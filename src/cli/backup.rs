@@ -18,7 +18,10 @@ pub fn backup(config: &Config, hosts: &[String], all: bool) -> anyhow::Result<i3
     let selected: Vec<&Host> = if all {
         config.hosts.iter().collect()
     } else {
-        hosts.iter().map(|h| config.host(h)).collect::<Result<_, _>>()?
+        hosts
+            .iter()
+            .map(|h| config.host(h))
+            .collect::<Result<_, _>>()?
     };
     if selected.is_empty() {
         bail!("no hosts configured in {}", config.file.display());
@@ -39,7 +42,13 @@ pub fn backup(config: &Config, hosts: &[String], all: bool) -> anyhow::Result<i3
     for host in selected {
         let report = backup_with_progress(&storage, host);
         print_problems(report.problems.iter().map(|p| {
-            format!("{} {}: {} ({})", p.severity.as_str(), p.path, p.message, p.action)
+            format!(
+                "{} {}: {} ({})",
+                p.severity.as_str(),
+                p.path,
+                p.message,
+                p.action
+            )
         }));
         println!("{}", report.summary());
         worst = worst.worst(report.outcome);

@@ -68,10 +68,12 @@ pub enum Command {
         to: PathBuf,
     },
     /// Run in the foreground and keep every host backed up (for procd, systemd, rc scripts).
-    #[command(long_about = "Run in the foreground and keep every host backed up: schedules, presence checks, \
+    #[command(
+        long_about = "Run in the foreground and keep every host backed up: schedules, presence checks, \
         retention, hooks and notifications. Logs one line per event to stderr or syslog ([daemon] log). \
         SIGHUP reloads the config (a broken one keeps the old running); SIGTERM/SIGINT stop scheduling, let \
-        running transfers checkpoint and exit within [daemon] shutdown_grace.")]
+        running transfers checkpoint and exit within [daemon] shutdown_grace."
+    )]
     Daemon,
     /// What is running, due, late or waiting, from the catalog and the daemon's state.
     Status {
@@ -264,4 +266,3 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
-

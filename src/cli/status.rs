@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{Local, TimeZone, Utc};
 
 use crate::config::Config;
-use crate::daemon::state::{self, Disk, HostState};
 use crate::daemon::lock;
+use crate::daemon::state::{self, Disk, HostState};
 use crate::storage::Storage;
 
 fn when(ms: i64) -> String {
@@ -31,13 +31,20 @@ fn ago(ms: i64) -> String {
     } else {
         secs
     };
-    format!("{} ago", humantime::format_duration(Duration::from_secs(rounded)))
+    format!(
+        "{} ago",
+        humantime::format_duration(Duration::from_secs(rounded))
+    )
 }
 
 pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
     let state_dir = &config.daemon.state_dir;
     let pid = lock::daemon_pid(state_dir);
-    let st = if pid.is_some() { state::read(state_dir)? } else { None };
+    let st = if pid.is_some() {
+        state::read(state_dir)?
+    } else {
+        None
+    };
     if json {
         match &st {
             Some(s) => println!("{}", serde_json::to_string_pretty(s)?),
@@ -76,14 +83,20 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
     if let Some(n) = st.as_ref().map(|s| s.deleting).filter(|n| *n > 0) {
         println!("pruning: {n} snapshot(s) being deleted in the background");
     }
-    let catalog = Storage::open(&config.storage).and_then(|s| s.catalog()).ok();
+    let catalog = Storage::open(&config.storage)
+        .and_then(|s| s.catalog())
+        .ok();
     println!(
-        "{:<16} {:<10} {:<26} {:<18} {}",
-        "HOST", "STATE", "LAST GOOD", "NEXT DUE", "NOTE"
+        "{:<16} {:<10} {:<26} {:<18} NOTE",
+        "HOST", "STATE", "LAST GOOD", "NEXT DUE"
     );
     for host in &config.hosts {
-        let hs = st.as_ref().and_then(|s| s.hosts.iter().find(|h| h.name == host.name));
-        let history = catalog.as_ref().and_then(|c| c.host_history(&host.name).ok());
+        let hs = st
+            .as_ref()
+            .and_then(|s| s.hosts.iter().find(|h| h.name == host.name));
+        let history = catalog
+            .as_ref()
+            .and_then(|c| c.host_history(&host.name).ok());
         let last_good = hs
             .and_then(|h| h.last_good_ms)
             .or(history.as_ref().and_then(|h| h.last_good_started_ms));
@@ -123,17 +136,18 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
             _ => {
                 let run = history.as_ref().and_then(|h| h.last_run.clone());
                 match run {
-                    Some(r) if r.state == "failed" || r.state == "interrupted" => format!(
-                        "last run {}: {}",
-                        r.state,
-                        r.message.unwrap_or_default()
-                    ),
+                    Some(r) if r.state == "failed" || r.state == "interrupted" => {
+                        format!("last run {}: {}", r.state, r.message.unwrap_or_default())
+                    }
                     Some(r) => format!("last run {} {}", r.state, ago(r.started_ms)),
                     None => String::new(),
                 }
             }
         };
-        println!("{:<16} {:<10} {:<26} {:<18} {}", host.name, word, last, next, note);
+        println!(
+            "{:<16} {:<10} {:<26} {:<18} {}",
+            host.name, word, last, next, note
+        );
     }
     Ok(0)
 }
@@ -155,7 +169,11 @@ pub fn prune(config: &Config, only: Option<&str>, dry_run: bool) -> anyhow::Resu
     };
     let now = Utc::now();
     let (mut gone, mut kept) = (0, 0);
-    for host in config.hosts.iter().filter(|h| only.is_none_or(|o| o == h.name)) {
+    for host in config
+        .hosts
+        .iter()
+        .filter(|h| only.is_none_or(|o| o == h.name))
+    {
         if let Some(why) = crate::prune::hold_reason(&storage, host)? {
             println!("{}: not pruned: {why}", host.name);
             continue;
@@ -181,7 +199,11 @@ pub fn prune(config: &Config, only: Option<&str>, dry_run: bool) -> anyhow::Resu
     println!(
         "{} {gone} snapshot(s), kept {kept}{}",
         if dry_run { "would prune" } else { "pruned" },
-        if dry_run { " (dry run: nothing deleted)" } else { "" }
+        if dry_run {
+            " (dry run: nothing deleted)"
+        } else {
+            ""
+        }
     );
     Ok(0)
 }

@@ -80,7 +80,11 @@ impl Validator<'_> {
             d.shutdown_grace = self.duration(&s, "daemon.shutdown_grace", Duration::ZERO)?;
         }
         if let Some(w) = raw.watch {
-            d.watch = w.get_ref().iter().map(|p| self.resolve(p.get_ref())).collect();
+            d.watch = w
+                .get_ref()
+                .iter()
+                .map(|p| self.resolve(p.get_ref()))
+                .collect();
         }
         if let Some(s) = raw.log {
             d.log = logging::Target::parse(s.get_ref())
@@ -90,8 +94,10 @@ impl Validator<'_> {
     }
 
     pub(super) fn min_free(&self, raw: Option<Spanned<String>>) -> Result<Option<MinFree>> {
-        raw.map(|s| MinFree::parse(s.get_ref()).or_else(|m| self.err(s.span(), "storage.min_free", m)))
-            .transpose()
+        raw.map(|s| {
+            MinFree::parse(s.get_ref()).or_else(|m| self.err(s.span(), "storage.min_free", m))
+        })
+        .transpose()
     }
 
     /// Host values override defaults, key by key.
@@ -108,7 +114,8 @@ impl Validator<'_> {
         if let Some(s) = cron {
             if s.get_ref().trim() != "manual" {
                 schedule.cron = Some(
-                    CronSpec::parse(s.get_ref()).or_else(|m| self.err(s.span(), &key("schedule"), m))?,
+                    CronSpec::parse(s.get_ref())
+                        .or_else(|m| self.err(s.span(), &key("schedule"), m))?,
                 );
             }
         }
@@ -123,32 +130,37 @@ impl Validator<'_> {
         if let Some(list) = h.blackout.as_ref().or(d.blackout.as_ref()) {
             for w in list.get_ref() {
                 schedule.blackout.push(
-                    Window::parse(w.get_ref()).or_else(|m| self.err(w.span(), &key("blackout"), m))?,
+                    Window::parse(w.get_ref())
+                        .or_else(|m| self.err(w.span(), &key("blackout"), m))?,
                 );
             }
         }
 
         let keep = match h.keep.as_ref().or(d.keep.as_ref()) {
             None => Keep::default(),
-            Some(v) => Keep::from_toml(v.get_ref()).or_else(|m| self.err(v.span(), &key("keep"), m))?,
+            Some(v) => {
+                Keep::from_toml(v.get_ref()).or_else(|m| self.err(v.span(), &key("keep"), m))?
+            }
         };
 
-        let hook = |v: &Option<Spanned<toml::Value>>, dv: &Option<Spanned<toml::Value>>, name: &str| {
-            v.as_ref()
-                .or(dv.as_ref())
-                .map(|v| -> Result<Hook> {
-                    let hook = Hook::from_toml(v.get_ref()).or_else(|m| self.err(v.span(), &key(name), m))?;
-                    if is_local && hook.place == crate::hooks::Where::Remote {
-                        return self.err(
+        let hook =
+            |v: &Option<Spanned<toml::Value>>, dv: &Option<Spanned<toml::Value>>, name: &str| {
+                v.as_ref()
+                    .or(dv.as_ref())
+                    .map(|v| -> Result<Hook> {
+                        let hook = Hook::from_toml(v.get_ref())
+                            .or_else(|m| self.err(v.span(), &key(name), m))?;
+                        if is_local && hook.place == crate::hooks::Where::Remote {
+                            return self.err(
                             v.span(),
                             &key(name),
                             "where = \"remote\" needs an SSH host; this host is source = \"local\"",
                         );
-                    }
-                    Ok(hook)
-                })
-                .transpose()
-        };
+                        }
+                        Ok(hook)
+                    })
+                    .transpose()
+            };
         let hooks = Hooks {
             before: hook(&h.before, &d.before, "before")?,
             after: hook(&h.after, &d.after, "after")?,
@@ -188,7 +200,10 @@ impl Validator<'_> {
             self.err(
                 s.span(),
                 key,
-                format!("{:?}: {e} (examples: \"30s\", \"6h\", \"3days\")", s.get_ref()),
+                format!(
+                    "{:?}: {e} (examples: \"30s\", \"6h\", \"3days\")",
+                    s.get_ref()
+                ),
             )
         })?;
         if t < min {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::error::{Error, Result};
-use raw::{RawConfig, RawHost};
 pub use automation::{Automation, Daemon};
+use raw::{RawConfig, RawHost};
 pub use rules::Rules;
 
 pub const DEFAULT_PATH: &str = "/etc/snapnest/snapnest.toml";

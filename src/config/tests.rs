@@ -142,7 +142,11 @@ fn daemon_and_automation_defaults() {
     assert_eq!(c.daemon.state_dir, PathBuf::from("/var/lib/snapnest"));
     assert_eq!(c.daemon.presence_interval, Duration::from_secs(30));
     let a = &c.hosts[0].automation;
-    assert_eq!(a.schedule.every, Some(Duration::from_secs(86400)), "a day fresh by default");
+    assert_eq!(
+        a.schedule.every,
+        Some(Duration::from_secs(86400)),
+        "a day fresh by default"
+    );
     assert!(a.keep.is_empty(), "nothing is deleted unless asked");
     assert_eq!(a.notify, crate::hooks::Notify::Off);
     assert_eq!(a.stale_after, Some(Duration::from_secs(3 * 86400)));
@@ -152,24 +156,45 @@ fn daemon_and_automation_defaults() {
 fn automation_keys_are_checked_with_their_line() {
     let with = |extra: &str| format!("{GOOD}{extra}\n");
     let e = err(&with("schedule = \"0 2 * *\""));
-    assert!(e.contains("line 25") && e.contains("key `host \"photos\": schedule`"), "{e}");
+    assert!(
+        e.contains("line 25") && e.contains("key `host \"photos\": schedule`"),
+        "{e}"
+    );
     let e = err(&with("keep = { dayly = 3 }"));
-    assert!(e.contains("key `host \"photos\": keep`") && e.contains("dayly"), "{e}");
+    assert!(
+        e.contains("key `host \"photos\": keep`") && e.contains("dayly"),
+        "{e}"
+    );
     let e = err(&with("blackout = [\"9-17\"]"));
     assert!(e.contains("blackout"), "{e}");
     let e = err(&with("before = { run = \"x\", where = \"remote\" }"));
-    assert!(e.contains("source = \"local\""), "a local host has no remote side: {e}");
+    assert!(
+        e.contains("source = \"local\""),
+        "a local host has no remote side: {e}"
+    );
     let e = err(&with("notify = \"linux\""));
     assert!(e.contains("notify") && e.contains("local"), "{e}");
     let e = err(&format!("{GOOD}\n[daemon]\nmax_concurrent = 0\n"));
-    assert!(e.contains("daemon.max_concurrent") && e.contains("1 to 64"), "{e}");
+    assert!(
+        e.contains("daemon.max_concurrent") && e.contains("1 to 64"),
+        "{e}"
+    );
     let e = err(&format!("{GOOD}\n[daemon]\nlog = \"journal\"\n"));
     assert!(e.contains("daemon.log"), "{e}");
-    let e = err(&GOOD.replace("path = \"/mnt/usb/snapnest\"", "path = \"/mnt/usb/snapnest\"\nmin_free = \"150%\""));
-    assert!(e.contains("storage.min_free") && e.contains("line 4"), "{e}");
+    let e = err(&GOOD.replace(
+        "path = \"/mnt/usb/snapnest\"",
+        "path = \"/mnt/usb/snapnest\"\nmin_free = \"150%\"",
+    ));
+    assert!(
+        e.contains("storage.min_free") && e.contains("line 4"),
+        "{e}"
+    );
     let c = parse(&with("schedule = \"manual\"")).unwrap();
     assert!(matches!(
-        c.hosts[1].automation.schedule.due_at(None, chrono::Utc::now(), &chrono::Utc),
+        c.hosts[1]
+            .automation
+            .schedule
+            .due_at(None, chrono::Utc::now(), &chrono::Utc),
         crate::schedule::Due::Manual
     ));
 }

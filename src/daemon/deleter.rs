@@ -139,6 +139,9 @@ mod tests {
         fs::set_permissions(root.join("a"), fs::Permissions::from_mode(0o500)).unwrap();
         remove_tree(&root).unwrap();
         assert!(!root.exists());
-        assert!(Path::new("/etc/passwd").exists(), "a symlink is removed, never followed");
+        assert!(
+            Path::new("/etc/passwd").exists(),
+            "a symlink is removed, never followed"
+        );
     }
 }

@@ -74,7 +74,9 @@ fn reload(d: &mut tick::Daemon, path: &Path) {
     match Config::load(path) {
         Ok(c) => {
             if c.daemon.state_dir != d.config.daemon.state_dir {
-                logging::warn("config reloaded, but a new state_dir only takes effect after a restart");
+                logging::warn(
+                    "config reloaded, but a new state_dir only takes effect after a restart",
+                );
             }
             if let Err(e) = logging::init(&c.daemon.log) {
                 logging::warn(format!("config reloaded, keeping the old log target: {e}"));

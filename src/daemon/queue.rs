@@ -120,15 +120,13 @@ pub fn wait(state_dir: &Path, id: &str, mut tick: impl FnMut()) -> Result<Done> 
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let _ = fs::remove_file(&path);
-                return serde_json::from_str(&text).map_err(|e| {
-                    Error::Other(format!("reading {}: {e}", path.display()))
-                });
+                return serde_json::from_str(&text)
+                    .map_err(|e| Error::Other(format!("reading {}: {e}", path.display())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(path, "reading result", e)),
         }
-        if started.elapsed() > Duration::from_secs(2) && !super::lock::daemon_running(state_dir)
-        {
+        if started.elapsed() > Duration::from_secs(2) && !super::lock::daemon_running(state_dir) {
             return Err(Error::Other(
                 "the daemon stopped before answering; the request stays queued for its next start"
                     .into(),

@@ -65,18 +65,29 @@ pub enum HostState {
     /// Only backed up on request (`schedule = "manual"`).
     Manual,
     /// Due and reachable: starts as soon as a slot is free.
-    Queued { requested: bool },
+    Queued {
+        requested: bool,
+    },
     Running(Running),
     /// Due, but the machine did not answer on its SSH port.
-    Away { why: String, checked_ms: i64 },
+    Away {
+        why: String,
+        checked_ms: i64,
+    },
     /// Due, held back by a blackout window.
-    Blackout { until_ms: i64 },
+    Blackout {
+        until_ms: i64,
+    },
     /// Failed recently; retried after a pause that grows with each failure.
-    Backoff { until_ms: i64 },
+    Backoff {
+        until_ms: i64,
+    },
     /// Due, but the backup disk is not there.
     WaitingForDisk,
     /// Another snapnest process is writing to the storage.
-    WaitingForStorage { holder: String },
+    WaitingForStorage {
+        holder: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -388,7 +388,10 @@ pub fn sample_tree(root: &Path) {
 pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -417,7 +420,10 @@ impl Setup {
         let state_dir = self.dir.path().join("state");
         let log = self.dir.path().join(format!(
             "daemon-{}.log",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
             .arg("--config")
@@ -428,10 +434,16 @@ impl Setup {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let d = DaemonProc { child, log, state_dir };
-        wait_until("the daemon to write its status", Duration::from_secs(10), || {
-            d.status().is_some()
-        });
+        let d = DaemonProc {
+            child,
+            log,
+            state_dir,
+        };
+        wait_until(
+            "the daemon to write its status",
+            Duration::from_secs(10),
+            || d.status().is_some(),
+        );
         d
     }
 }

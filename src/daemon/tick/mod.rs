@@ -25,15 +25,28 @@ use crate::schedule::{backoff, Due};
 use crate::storage::{Storage, WriterLock};
 
 enum Msg {
-    Finished { host: String, report: Report },
-    Presence { host: String, result: Result<(), String> },
+    Finished {
+        host: String,
+        report: Box<Report>,
+    },
+    Presence {
+        host: String,
+        result: Result<(), String>,
+    },
 }
 
 /// What the daemon last learned about a host's reachability.
 enum Presence {
     Checking,
-    Here { at: Instant, at_ms: i64 },
-    Away { at: Instant, at_ms: i64, why: String },
+    Here {
+        at: Instant,
+        at_ms: i64,
+    },
+    Away {
+        at: Instant,
+        at_ms: i64,
+        why: String,
+    },
 }
 
 enum Activity {
@@ -112,8 +125,9 @@ impl Daemon {
 
     fn sync_slots(&mut self) {
         let names: Vec<String> = self.config.hosts.iter().map(|h| h.name.clone()).collect();
-        self.slots
-            .retain(|n, s| names.contains(n) || matches!(s.activity, Some(Activity::Running { .. })));
+        self.slots.retain(|n, s| {
+            names.contains(n) || matches!(s.activity, Some(Activity::Running { .. }))
+        });
         for n in names {
             self.slots.entry(n).or_default();
         }
@@ -172,14 +186,16 @@ impl Daemon {
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Presence { host, result } => {
-                let Some(slot) = self.slots.get_mut(&host) else { return };
+                let Some(slot) = self.slots.get_mut(&host) else {
+                    return;
+                };
                 let (at, at_ms) = (Instant::now(), Utc::now().timestamp_millis());
                 slot.presence = Some(match result {
                     Ok(()) => Presence::Here { at, at_ms },
                     Err(why) => Presence::Away { at, at_ms, why },
                 });
             }
-            Msg::Finished { host, report } => self.finished(&host, report),
+            Msg::Finished { host, report } => self.finished(&host, *report),
         }
     }
 
@@ -192,7 +208,11 @@ impl Daemon {
                     slot.requests.push(r.id);
                 }
                 None => {
-                    let msg = format!("no host named {:?} in {}", r.host, self.config_path.display());
+                    let msg = format!(
+                        "no host named {:?} in {}",
+                        r.host,
+                        self.config_path.display()
+                    );
                     let _ = queue::answer(
                         &dir,
                         &r.id,
@@ -216,7 +236,11 @@ impl Daemon {
                 let was_missing = !matches!(self.disk, Disk::Ready { .. });
                 let changed_id = self.storage.as_ref().is_some_and(|old| old.id() != s.id());
                 if was_missing || changed_id {
-                    logging::info(format!("storage {} is ready (id {})", root.display(), s.id()));
+                    logging::info(format!(
+                        "storage {} is ready (id {})",
+                        root.display(),
+                        s.id()
+                    ));
                     for slot in self.slots.values_mut() {
                         slot.history = None;
                     }
@@ -265,7 +289,14 @@ impl Daemon {
         let mut out = Vec::new();
         for host in &self.config.hosts {
             let slot = self.slots.get_mut(&host.name).expect("slot per host");
-            if let Some(Activity::Running { progress, started_ms, sample, rate, .. }) = &mut slot.activity {
+            if let Some(Activity::Running {
+                progress,
+                started_ms,
+                sample,
+                rate,
+                ..
+            }) = &mut slot.activity
+            {
                 let v = progress.view();
                 if sample.0.elapsed() >= Duration::from_secs(2) {
                     *rate = (v.bytes_done.saturating_sub(sample.1) as f64
@@ -290,7 +321,9 @@ impl Daemon {
             let requested = !slot.requests.is_empty();
             let history = slot.history.clone().unwrap_or_default();
             let sched = &host.automation.schedule;
-            let last_good = history.last_good_started_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+            let last_good = history
+                .last_good_started_ms
+                .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
             let due = match sched.due_at(last_good, now, &Local) {
                 Due::Now => true,
                 Due::At(t) => t <= now,
@@ -311,7 +344,12 @@ impl Daemon {
             }
             if !requested {
                 if let Some(until) = sched.blackout_until(now, &Local) {
-                    out.push((host.name.clone(), HostState::Blackout { until_ms: until.timestamp_millis() }));
+                    out.push((
+                        host.name.clone(),
+                        HostState::Blackout {
+                            until_ms: until.timestamp_millis(),
+                        },
+                    ));
                     continue;
                 }
                 if history.failures > 0 {
@@ -331,25 +369,45 @@ impl Daemon {
                     None => true,
                     Some(Presence::Checking) => false,
                     Some(Presence::Here { at, .. }) => at.elapsed() >= interval,
-                    Some(Presence::Away { at, .. }) => at.elapsed() >= interval || self.force_presence,
+                    Some(Presence::Away { at, .. }) => {
+                        at.elapsed() >= interval || self.force_presence
+                    }
                 };
                 if stale {
                     let prev = slot.presence.take();
                     slot.presence = Some(Presence::Checking);
                     spawn_check(self.tx.clone(), host.clone());
                     if let Some(Presence::Away { at_ms, why, .. }) = prev {
-                        out.push((host.name.clone(), HostState::Away { why, checked_ms: at_ms }));
+                        out.push((
+                            host.name.clone(),
+                            HostState::Away {
+                                why,
+                                checked_ms: at_ms,
+                            },
+                        ));
                         continue;
                     }
                 }
                 match &slot.presence {
                     Some(Presence::Here { .. }) => {}
                     Some(Presence::Away { at_ms, why, .. }) => {
-                        out.push((host.name.clone(), HostState::Away { why: why.clone(), checked_ms: *at_ms }));
+                        out.push((
+                            host.name.clone(),
+                            HostState::Away {
+                                why: why.clone(),
+                                checked_ms: *at_ms,
+                            },
+                        ));
                         continue;
                     }
                     _ => {
-                        out.push((host.name.clone(), HostState::Away { why: "checking".into(), checked_ms: 0 }));
+                        out.push((
+                            host.name.clone(),
+                            HostState::Away {
+                                why: "checking".into(),
+                                checked_ms: 0,
+                            },
+                        ));
                         continue;
                     }
                 }
@@ -374,7 +432,9 @@ impl Daemon {
             if self.running_hosts().len() >= cap {
                 break;
             }
-            let Some(storage) = self.storage.clone() else { return };
+            let Some(storage) = self.storage.clone() else {
+                return;
+            };
             if self.lease.is_none() {
                 match storage.try_lock_writer() {
                     Ok(Ok(l)) => {
@@ -405,7 +465,11 @@ impl Daemon {
         logging::info(format!(
             "host={} backup starting ({})",
             host.name,
-            if waiters.is_empty() { "scheduled" } else { "requested" }
+            if waiters.is_empty() {
+                "scheduled"
+            } else {
+                "requested"
+            }
         ));
         slot.activity = Some(Activity::Running {
             progress: progress.clone(),
@@ -419,17 +483,25 @@ impl Daemon {
             .name(format!("run-{}", host.name))
             .spawn(move || {
                 let report = crate::runner::run_host(&storage, &host, &progress);
-                let _ = tx.send(Msg::Finished { host: host.name.clone(), report });
+                let _ = tx.send(Msg::Finished {
+                    host: host.name.clone(),
+                    report: Box::new(report),
+                });
             })
             .expect("spawning a backup thread");
     }
 
     fn finished(&mut self, name: &str, report: Report) {
-        let run = report.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+        let run = report
+            .run_id
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into());
         let summary = report.summary();
         let line = format!(
             "host={name} run={run} {}",
-            summary.strip_prefix(&format!("{name}: ")).unwrap_or(&summary)
+            summary
+                .strip_prefix(&format!("{name}: "))
+                .unwrap_or(&summary)
         );
         match (report.interrupted, report.outcome) {
             (true, _) => logging::warn(line),
@@ -437,7 +509,9 @@ impl Daemon {
             (false, Outcome::Partial) => logging::warn(line),
             (false, Outcome::Good) => logging::info(line),
         }
-        let Some(slot) = self.slots.get_mut(name) else { return };
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
         slot.history = None;
         // A run that just ended says nothing new about presence; keep asking on schedule.
         if let Some(Activity::Running { waiters, .. }) = slot.activity.take() {
@@ -449,7 +523,15 @@ impl Daemon {
                     .problems
                     .iter()
                     .take(20)
-                    .map(|p| format!("{} {}: {} ({})", p.severity.as_str(), p.path, p.message, p.action))
+                    .map(|p| {
+                        format!(
+                            "{} {}: {} ({})",
+                            p.severity.as_str(),
+                            p.path,
+                            p.message,
+                            p.action
+                        )
+                    })
                     .collect(),
             };
             for id in waiters {
@@ -467,21 +549,27 @@ impl Daemon {
             }
         }
     }
-
-
 }
 
 /// Presence checks block for up to a few seconds: off the loop's thread.
 fn spawn_check(tx: Sender<Msg>, host: Host) {
     std::thread::spawn(move || {
         let result = presence::check(&host);
-        let _ = tx.send(Msg::Presence { host: host.name.clone(), result });
+        let _ = tx.send(Msg::Presence {
+            host: host.name.clone(),
+            result,
+        });
     });
 }
 
 fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>) -> bool {
-    let Some(limit) = host.automation.stale_after else { return false };
-    if matches!(host.automation.schedule.due_at(None, now, &Local), Due::Manual) {
+    let Some(limit) = host.automation.stale_after else {
+        return false;
+    };
+    if matches!(
+        host.automation.schedule.due_at(None, now, &Local),
+        Due::Manual
+    ) {
         return false;
     }
     match history.and_then(|h| h.last_good_started_ms) {

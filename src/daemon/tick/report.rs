@@ -19,10 +19,17 @@ impl Daemon {
             .map(|(h, state)| {
                 let slot = self.slots.get(&h.name);
                 let hist = slot.and_then(|s| s.history.clone()).unwrap_or_default();
-                let last_good = hist.last_good_started_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+                let last_good = hist
+                    .last_good_started_ms
+                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
                 let next_due_ms = match h.automation.schedule.due_at(last_good, now, &Local) {
                     Due::Now => Some(now.timestamp_millis()),
-                    Due::At(t) => Some(h.automation.schedule.next_allowed(t, &Local).timestamp_millis()),
+                    Due::At(t) => Some(
+                        h.automation
+                            .schedule
+                            .next_allowed(t, &Local)
+                            .timestamp_millis(),
+                    ),
                     Due::Manual => None,
                 };
                 let last_seen_ms = match slot.and_then(|s| s.presence.as_ref()) {

@@ -20,8 +20,20 @@ impl Daemon {
                         logging::error(format!("host={} prune {}: {e}", host.name, v.name));
                         continue;
                     }
-                    logging::info(format!("host={} pruning {} ({})", host.name, v.name, v.reasons.join(", ")));
-                    self.deleter.submit(storage, Doomed { id: v.id, host: host.name.clone(), name: v.name });
+                    logging::info(format!(
+                        "host={} pruning {} ({})",
+                        host.name,
+                        v.name,
+                        v.reasons.join(", ")
+                    ));
+                    self.deleter.submit(
+                        storage,
+                        Doomed {
+                            id: v.id,
+                            host: host.name.clone(),
+                            name: v.name,
+                        },
+                    );
                 }
             }
             Err(e) => logging::error(format!("host={} prune: {e}", host.name)),
@@ -30,9 +42,15 @@ impl Daemon {
 
     /// Below `min_free`: delete the oldest snapshot that no rule protects, one at a time.
     pub(super) fn check_space(&mut self) {
-        let Some(min_free) = self.config.min_free else { return };
-        let Some(storage) = self.storage.clone() else { return };
-        if self.last_space_check.is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+        let Some(min_free) = self.config.min_free else {
+            return;
+        };
+        let Some(storage) = self.storage.clone() else {
+            return;
+        };
+        if self
+            .last_space_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
             || self.deleter.pending() > 0
         {
             return;
@@ -51,14 +69,25 @@ impl Daemon {
                         _ => return,
                     }
                 }
-                if storage.catalog().and_then(|c| c.mark_deleting(snap.id)).is_ok() {
+                if storage
+                    .catalog()
+                    .and_then(|c| c.mark_deleting(snap.id))
+                    .is_ok()
+                {
                     logging::warn(format!(
                         "host={host} pruning {} to make room: {} below the free-space floor ({})",
                         snap.name,
                         bytesize::ByteSize(short),
                         min_free.describe()
                     ));
-                    self.deleter.submit(&storage, Doomed { id: snap.id, host, name: snap.name });
+                    self.deleter.submit(
+                        &storage,
+                        Doomed {
+                            id: snap.id,
+                            host,
+                            name: snap.name,
+                        },
+                    );
                 }
             }
             Ok(None) => {
@@ -74,11 +103,15 @@ impl Daemon {
     /// A host without a good backup for too long: mark it late, tell its owner (once a day).
     pub(super) fn alert_stale(&mut self, now: DateTime<Utc>) {
         for host in &self.config.hosts {
-            let Some(slot) = self.slots.get_mut(&host.name) else { continue };
+            let Some(slot) = self.slots.get_mut(&host.name) else {
+                continue;
+            };
             if !is_late(host, slot.history.as_ref(), now) {
                 continue;
             }
-            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
+            let recently = slot
+                .last_alert
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
             if host.automation.notify == crate::hooks::Notify::Off || recently {
                 continue;
             }
@@ -104,5 +137,4 @@ impl Daemon {
             std::thread::spawn(move || crate::runner::notify_stale(&h, last));
         }
     }
-
 }
