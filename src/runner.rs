@@ -12,6 +12,19 @@ use crate::model::{Outcome, Stats};
 use crate::storage::Storage;
 
 pub fn run_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
+    // A bug must cost one run, not the daemon's knowledge that the host is idle again.
+    let run = std::panic::AssertUnwindSafe(|| run_host_inner(storage, host, progress));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown");
+        record_failure(storage, host, format!("internal error (a bug in snapnest): {what}"))
+    })
+}
+
+fn run_host_inner(storage: &Storage, host: &Host, progress: &Progress) -> Report {
     let hooks = &host.automation.hooks;
     if let Some(before) = &hooks.before {
         progress.set_phase("before hook");
