@@ -445,3 +445,29 @@ fn failing_notification_says_why() {
     );
     assert_eq!(notify(&d.host, &Notify::Off, "t", "b"), Ok(()));
 }
+
+#[test]
+fn remote_hook_on_a_host_without_timeout_is_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::write(bin.join("timeout"), "#!/bin/sh\nexit 125\n").unwrap();
+    fs::set_permissions(bin.join("timeout"), fs::Permissions::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with(&[&format!("SetEnv PATH={}:/usr/bin:/bin", bin.display())]);
+    let host = host_from(dir.path(), &sshd.host_toml("laptop", &[dir.path()], ""));
+    let started = Instant::now();
+    let err = run_hook(
+        &hook("echo started; sleep 20", Where::Remote, 1),
+        &host,
+        &HookEnv::before("laptop", None),
+    )
+    .unwrap_err()
+    .to_string();
+    let took = started.elapsed();
+    // 1s timeout + 10s for the host's own `timeout`, then the connection is dropped.
+    assert!(
+        took >= Duration::from_secs(11) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert_eq!(err, "before hook on the host timed out after 1s: the connection was closed; the host has no working `timeout` command, so the hook may still be running there: started");
+}

@@ -230,7 +230,7 @@ pub(super) fn run_local(
             unsafe { libc::kill(-pgid, libc::SIGTERM) };
             // The pipe closes once every process of the group is gone.
             let _ = done_rx.recv_timeout(Duration::from_secs(1));
-            unsafe { libc::kill(pgid, libc::SIGKILL) };
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
             break child.wait()?;
         }
         std::thread::sleep(POLL);
@@ -264,7 +264,7 @@ pub(super) fn run_remote(
     };
     let conn = Connection::connect(&host.name, spec, host.timeout, true).map_err(labelled)?;
     let started = Instant::now();
-    let mut ch = conn.start(command, b"").map_err(labelled)?;
+    let ch = conn.start(command, b"").map_err(labelled)?;
     let mut tail = Tail::default();
     let mut timed_out = false;
     // Non-blocking, so a silent hook is not mistaken for a dead connection at `host.timeout`.
@@ -303,7 +303,9 @@ pub(super) fn run_remote(
     conn.session.set_blocking(true);
     pumped.map_err(|e| conn.fail(format!("{what}: connection lost: {e}")))?;
     if timed_out {
-        let _ = ch.close();
+        // A graceful close would wait for the command to exit; drop the connection instead.
+        let _ = conn.session.disconnect(None, "hook timed out", None);
+        drop(ch);
         return Ok(Ran {
             status: -1,
             signal: None,

@@ -234,7 +234,7 @@ impl StaleAlert {
     ) -> bool {
         let age = |t: SystemTime| now.duration_since(t).unwrap_or(Duration::ZERO);
         age(last_good.unwrap_or(since)) > self.threshold
-            && last_alert.map_or(true, |t| age(t) >= self.repeat)
+            && !matches!(last_alert, Some(t) if age(t) < self.repeat)
     }
 }
 
