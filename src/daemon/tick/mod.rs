@@ -562,21 +562,30 @@ fn spawn_check(tx: Sender<Msg>, host: Host) {
     });
 }
 
-fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>) -> bool {
-    let Some(limit) = host.automation.stale_after else {
+/// Late: no good backup for longer than `stale_after`; a host never backed up counts from
+/// when this daemon started, so a newly added machine is not late at once.
+fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>, since_ms: i64) -> bool {
+    let Some(threshold) = host.automation.stale_after else {
         return false;
     };
-    if matches!(
-        host.automation.schedule.due_at(None, now, &Local),
-        Due::Manual
-    ) {
+    if matches!(host.automation.schedule.due_at(None, now, &Local), Due::Manual) {
         return false;
     }
-    match history.and_then(|h| h.last_good_started_ms) {
-        Some(ms) => now.timestamp_millis() - ms > limit.as_millis() as i64,
-        None => false,
-    }
+    let at = |ms: i64| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let alert = crate::hooks::StaleAlert {
+        threshold,
+        repeat: ALERT_REPEAT,
+    };
+    alert.due(
+        at(now.timestamp_millis()),
+        history.and_then(|h| h.last_good_started_ms).map(at),
+        at(since_ms),
+        None,
+    )
 }
+
+/// A late machine's owner is told at most this often.
+const ALERT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 
 /// (total, available to us) bytes of the filesystem holding `p`.
 pub fn space(p: &std::path::Path) -> (u64, u64) {

@@ -38,7 +38,7 @@ impl Daemon {
                 };
                 HostStatus {
                     name: h.name.clone(),
-                    late: is_late(h, Some(&hist), now),
+                    late: is_late(h, Some(&hist), now, self.started_ms),
                     last_good_ms: hist.last_good_started_ms,
                     next_due_ms,
                     last_seen_ms,

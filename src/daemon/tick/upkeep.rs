@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{is_late, space, spawn_check, Daemon, Presence};
+use super::{is_late, space, spawn_check, Daemon, Presence, ALERT_REPEAT};
 use crate::config::Host;
 use crate::daemon::deleter::Doomed;
 use crate::logging;
@@ -106,12 +106,12 @@ impl Daemon {
             let Some(slot) = self.slots.get_mut(&host.name) else {
                 continue;
             };
-            if !is_late(host, slot.history.as_ref(), now) {
+            if !is_late(host, slot.history.as_ref(), now, self.started_ms) {
                 continue;
             }
             let recently = slot
                 .last_alert
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(24 * 3600));
+                .is_some_and(|t| t.elapsed() < ALERT_REPEAT);
             if host.automation.notify == crate::hooks::Notify::Off || recently {
                 continue;
             }
