@@ -124,9 +124,22 @@ fn one_run_at_a_time_by_default() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let log = daemon.log_text();
-    let first_done = log_index(&log, "host=alpha run=1 good");
-    let second_start = log_index(&log, "host=beta backup starting");
-    assert!(first_done < second_start, "beta waited for alpha:\n{log}");
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("backup starting"))
+        .collect();
+    assert_eq!(starts.len(), 2, "{log}");
+    let (first, second) = if starts[0].contains("host=alpha") {
+        ("alpha", "beta")
+    } else {
+        ("beta", "alpha")
+    };
+    let first_done = log_index(&log, &format!("host={first} run=1 good"));
+    let second_start = log_index(&log, &format!("host={second} backup starting"));
+    assert!(
+        first_done < second_start,
+        "{second} waited for {first}:\n{log}"
+    );
 }
 
 #[test]

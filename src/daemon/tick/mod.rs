@@ -342,6 +342,7 @@ impl Daemon {
                 out.push((host.name.clone(), HostState::WaitingForDisk));
                 continue;
             }
+            let local = matches!(host.source, crate::config::SourceSpec::Local);
             if !requested {
                 if let Some(until) = sched.blackout_until(now, &Local) {
                     out.push((
@@ -365,14 +366,16 @@ impl Daemon {
                     }
                 }
                 // Presence: only ask a machine that is due, and not more often than the interval.
-                let stale = match &slot.presence {
-                    None => true,
-                    Some(Presence::Checking) => false,
-                    Some(Presence::Here { at, .. }) => at.elapsed() >= interval,
-                    Some(Presence::Away { at, .. }) => {
-                        at.elapsed() >= interval || self.force_presence
-                    }
-                };
+                // A folder on this box is always here.
+                let stale = !local
+                    && match &slot.presence {
+                        None => true,
+                        Some(Presence::Checking) => false,
+                        Some(Presence::Here { at, .. }) => at.elapsed() >= interval,
+                        Some(Presence::Away { at, .. }) => {
+                            at.elapsed() >= interval || self.force_presence
+                        }
+                    };
                 if stale {
                     let prev = slot.presence.take();
                     slot.presence = Some(Presence::Checking);
@@ -389,6 +392,7 @@ impl Daemon {
                     }
                 }
                 match &slot.presence {
+                    _ if local => {}
                     Some(Presence::Here { .. }) => {}
                     Some(Presence::Away { at_ms, why, .. }) => {
                         out.push((
@@ -568,7 +572,10 @@ fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>, since
     let Some(threshold) = host.automation.stale_after else {
         return false;
     };
-    if matches!(host.automation.schedule.due_at(None, now, &Local), Due::Manual) {
+    if matches!(
+        host.automation.schedule.due_at(None, now, &Local),
+        Due::Manual
+    ) {
         return false;
     }
     let at = |ms: i64| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);

@@ -109,9 +109,7 @@ impl Daemon {
             if !is_late(host, slot.history.as_ref(), now, self.started_ms) {
                 continue;
             }
-            let recently = slot
-                .last_alert
-                .is_some_and(|t| t.elapsed() < ALERT_REPEAT);
+            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < ALERT_REPEAT);
             if host.automation.notify == crate::hooks::Notify::Off || recently {
                 continue;
             }
