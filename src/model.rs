@@ -182,6 +182,20 @@ pub struct FileProblem {
     pub severity: Severity,
 }
 
+impl std::fmt::Display for FileProblem {
+    /// `error /home/a/x: permission denied (reading)`: how problems are printed and queued.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {} ({})",
+            self.severity.as_str(),
+            self.path,
+            self.message,
+            self.action
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     Warning,

@@ -147,12 +147,7 @@ impl Storage {
     /// One backup per host at a time, across processes. Released when dropped.
     pub fn lock_host(&self, host: &str) -> Result<HostLock> {
         let path = self.root.join(META_DIR).join(format!("lock-{host}"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path, "opening lock file")?;
+        let file = open_lock_file(&path)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(HostLock { _file: file }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Other(format!(
@@ -185,13 +180,7 @@ impl Storage {
     /// Take the storage's writer lock without waiting.
     pub fn try_lock_writer(&self) -> Result<std::result::Result<WriterLock, Busy>> {
         let path = self.root.join(META_DIR).join("writer.lock");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .at(&path, "opening lock file")?;
+        let mut file = open_lock_file(&path)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 let me = format!("pid {} ({})", std::process::id(), process_name());
@@ -227,6 +216,17 @@ impl Storage {
             }
         }
     }
+}
+
+/// A lock file, created if missing and never truncated on open: it may hold the holder's pid.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .at(path, "opening lock file")
 }
 
 fn process_name() -> String {

@@ -315,19 +315,7 @@ fn a_failing_before_hook_aborts_without_touching_snapshots() {
 #[test]
 fn a_remote_notification_runs_on_the_backed_up_side() {
     let bin = tempfile::tempdir().unwrap();
-    let record = bin.path().join("notify-send.args");
-    let script = bin.path().join("notify-send");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > {}\necho \"bus=$DBUS_SESSION_BUS_ADDRESS\" >> {}\n",
-            record.display(),
-            record.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let record = recording_command(bin.path(), "notify-send");
     let sshd = Sshd::start_with(&[&format!(
         "SetEnv PATH={}:/usr/bin:/bin",
         bin.path().display()

@@ -4,7 +4,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::*;
@@ -186,14 +185,7 @@ fn a_failing_host_backs_off_and_status_says_so() {
 #[test]
 fn a_late_host_is_marked_and_its_owner_told() {
     let bin = tempfile::tempdir().unwrap();
-    let record = bin.path().join("notify-send.args");
-    let script = bin.path().join("notify-send");
-    fs::write(
-        &script,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n", record.display()),
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let record = recording_command(bin.path(), "notify-send");
     let sshd = Sshd::start_with(&[&format!(
         "SetEnv PATH={}:/usr/bin:/bin",
         bin.path().display()

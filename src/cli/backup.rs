@@ -41,15 +41,7 @@ pub fn backup(config: &Config, hosts: &[String], all: bool) -> anyhow::Result<i3
     let mut worst = Outcome::Good;
     for host in selected {
         let report = backup_with_progress(&storage, host);
-        print_problems(report.problems.iter().map(|p| {
-            format!(
-                "{} {}: {} ({})",
-                p.severity.as_str(),
-                p.path,
-                p.message,
-                p.action
-            )
-        }));
+        print_problems(report.problems.iter().map(|p| p.to_string()));
         println!("{}", report.summary());
         worst = worst.worst(report.outcome);
     }
@@ -104,13 +96,13 @@ fn daemon_progress(state_dir: &std::path::Path, host: &str) -> String {
     };
     match st.hosts.iter().find(|h| h.name == host).map(|h| &h.state) {
         Some(state::HostState::Running(r)) => format!(
-            "{host}: {} {}/{} files, {}/{} at {}/s",
-            r.phase,
-            r.files_done,
-            r.files_total,
-            bytesize::ByteSize(r.bytes_done),
-            bytesize::ByteSize(r.bytes_total),
-            bytesize::ByteSize(r.rate)
+            "{host}: {}",
+            job::progress_line(
+                &r.phase,
+                (r.files_done, r.files_total),
+                (r.bytes_done, r.bytes_total),
+                r.rate
+            )
         ),
         Some(s) => format!("{host}: {} (waiting for the daemon)", s.word()),
         None => format!("{host}: waiting for the daemon"),
@@ -162,13 +154,13 @@ fn draw(name: &str, progress: &Progress, done: &AtomicBool) {
             );
         }
         bar.set_message(format!(
-            "{name}: {} {}/{} files, {}/{} at {}/s {current}",
-            v.phase,
-            v.files_done,
-            v.files_total,
-            bytesize::ByteSize(v.bytes_done),
-            bytesize::ByteSize(v.bytes_total),
-            bytesize::ByteSize(rate as u64),
+            "{name}: {} {current}",
+            job::progress_line(
+                v.phase,
+                (v.files_done, v.files_total),
+                (v.bytes_done, v.bytes_total),
+                rate as u64
+            )
         ));
         bar.tick();
         std::thread::sleep(Duration::from_millis(200));

@@ -115,13 +115,13 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
         };
         let note = match hs.map(|h| &h.state) {
             Some(HostState::Running(r)) => format!(
-                "{} {}/{} files, {} of {} at {}/s {}",
-                r.phase,
-                r.files_done,
-                r.files_total,
-                bytesize::ByteSize(r.bytes_done),
-                bytesize::ByteSize(r.bytes_total),
-                bytesize::ByteSize(r.rate),
+                "{} {}",
+                crate::job::progress_line(
+                    &r.phase,
+                    (r.files_done, r.files_total),
+                    (r.bytes_done, r.bytes_total),
+                    r.rate
+                ),
                 r.current
             ),
             Some(HostState::Away { why, .. }) => format!("not reachable: {why}"),

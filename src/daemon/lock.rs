@@ -1,7 +1,7 @@
 //! One daemon per state folder: an flock held for the daemon's lifetime, with its pid inside
 //! so that others can say who holds it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -16,13 +16,7 @@ pub struct DaemonLock {
 pub fn acquire(state_dir: &Path) -> Result<DaemonLock> {
     std::fs::create_dir_all(state_dir).at(state_dir, "creating state folder")?;
     let path = state_dir.join(NAME);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .at(&path, "opening lock file")?;
+    let mut file = crate::storage::open_lock_file(&path)?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
             file.set_len(0).at(&path, "writing lock file")?;

@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Severity, Stats};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
-pub use progress::{Progress, ProgressView};
+pub use progress::{progress_line, Progress, ProgressView};
 use publish::{point_latest, snapshot_name, staging_dir};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};

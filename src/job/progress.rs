@@ -79,3 +79,16 @@ impl Progress {
         }
     }
 }
+
+/// `fetching 120/5000 files, 56 MB/1.2 GB at 12 MB/s`: one format for the terminal, the
+/// daemon's queue waiters and `snapnest status`.
+pub fn progress_line(phase: &str, files: (u64, u64), bytes: (u64, u64), rate: u64) -> String {
+    format!(
+        "{phase} {}/{} files, {}/{} at {}/s",
+        files.0,
+        files.1,
+        bytesize::ByteSize(bytes.0),
+        bytesize::ByteSize(bytes.1),
+        bytesize::ByteSize(rate)
+    )
+}

@@ -499,3 +499,21 @@ impl Drop for DaemonProc {
         let _ = self.child.wait();
     }
 }
+
+/// A stand-in for a command on a test host's PATH (e.g. `notify-send`) that appends each
+/// argument on its own line, then `bus=$DBUS_SESSION_BUS_ADDRESS`, to the returned file.
+pub fn recording_command(bin: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let record = bin.join(format!("{name}.args"));
+    let script = bin.join(name);
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >> {r}\necho \"bus=$DBUS_SESSION_BUS_ADDRESS\" >> {r}\n",
+            r = record.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    record
+}

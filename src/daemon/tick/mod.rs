@@ -527,15 +527,7 @@ impl Daemon {
                     .problems
                     .iter()
                     .take(20)
-                    .map(|p| {
-                        format!(
-                            "{} {}: {} ({})",
-                            p.severity.as_str(),
-                            p.path,
-                            p.message,
-                            p.action
-                        )
-                    })
+                    .map(|p| p.to_string())
                     .collect(),
             };
             for id in waiters {
