@@ -8,7 +8,7 @@ use crate::config::Host;
 use crate::hooks::{self, Event, HookEnv, Notify};
 use crate::job::{self, Progress, Report};
 use crate::logging;
-use crate::model::{Outcome, Stats};
+use crate::model::Outcome;
 use crate::storage::Storage;
 
 pub fn run_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
@@ -20,7 +20,11 @@ pub fn run_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown");
-        record_failure(storage, host, format!("internal error (a bug in snapnest): {what}"))
+        record_failure(
+            storage,
+            host,
+            format!("internal error (a bug in snapnest): {what}"),
+        )
     })
 }
 
@@ -80,18 +84,7 @@ fn after(host: &Host, report: &Report) {
 /// like any other failed run, so status, backoff and history see it.
 fn record_failure(storage: &Storage, host: &Host, message: String) -> Report {
     let started = Instant::now();
-    let mut report = Report {
-        host: host.name.clone(),
-        run_id: None,
-        outcome: Outcome::Failed,
-        stats: Stats::default(),
-        snapshot: None,
-        problems: Vec::new(),
-        message: Some(message),
-        duration: Duration::ZERO,
-        method: "",
-        interrupted: false,
-    };
+    let mut report = Report::failed(&host.name, Some(message));
     let recorded = storage.catalog().and_then(|mut c| {
         let now = job::now_ms();
         let id = c.begin_run(&host.name, now)?;

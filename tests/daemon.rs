@@ -316,10 +316,7 @@ fn a_failing_before_hook_aborts_without_touching_snapshots() {
 fn a_remote_notification_runs_on_the_backed_up_side() {
     let bin = tempfile::tempdir().unwrap();
     let record = recording_command(bin.path(), "notify-send");
-    let sshd = Sshd::start_with(&[&format!(
-        "SetEnv PATH={}:/usr/bin:/bin",
-        bin.path().display()
-    )]);
+    let sshd = Sshd::with_bin_on_path(bin.path());
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let setup = Setup::new(

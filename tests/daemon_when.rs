@@ -186,10 +186,7 @@ fn a_failing_host_backs_off_and_status_says_so() {
 fn a_late_host_is_marked_and_its_owner_told() {
     let bin = tempfile::tempdir().unwrap();
     let record = recording_command(bin.path(), "notify-send");
-    let sshd = Sshd::start_with(&[&format!(
-        "SetEnv PATH={}:/usr/bin:/bin",
-        bin.path().display()
-    )]);
+    let sshd = Sshd::with_bin_on_path(bin.path());
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
     let setup = Setup::new(

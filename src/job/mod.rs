@@ -12,12 +12,12 @@ pub mod stage;
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::config::Host;
 use crate::error::{Error, IoContext, Result};
-use crate::model::{Entry, FileProblem, Kind, Outcome, Severity, Stats};
+use crate::model::{Entry, FileProblem, Kind, Outcome, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 pub use progress::{progress_line, Progress, ProgressView};
@@ -28,18 +28,7 @@ use stage::{CopyError, Linked, Stage};
 /// Back up `host` into `storage` now. Never panics on bad input; failures are in the report.
 pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
     let started = Instant::now();
-    let mut report = Report {
-        host: host.name.clone(),
-        run_id: None,
-        outcome: Outcome::Failed,
-        stats: Stats::default(),
-        snapshot: None,
-        problems: Vec::new(),
-        message: None,
-        duration: Duration::ZERO,
-        method: "",
-        interrupted: false,
-    };
+    let mut report = Report::failed(&host.name, None);
     let result = (|| -> Result<()> {
         let _lock = storage.lock_host(&host.name)?;
         let mut catalog = storage.catalog()?;

@@ -24,6 +24,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run that has not (yet) done anything: failed until it says otherwise.
+    pub fn failed(host: &str, message: Option<String>) -> Report {
+        Report {
+            host: host.to_string(),
+            run_id: None,
+            outcome: Outcome::Failed,
+            stats: Stats::default(),
+            snapshot: None,
+            problems: Vec::new(),
+            message,
+            duration: Duration::ZERO,
+            method: "",
+            interrupted: false,
+        }
+    }
+
     pub fn summary(&self) -> String {
         let s = &self.stats;
         let mut line = format!(

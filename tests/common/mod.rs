@@ -116,6 +116,11 @@ impl Sshd {
         let _ = self.child.wait();
     }
 
+    /// A server whose sessions find `bin` first on their PATH (stand-in commands).
+    pub fn with_bin_on_path(bin: &Path) -> Sshd {
+        Sshd::start_with(&[&format!("SetEnv PATH={}:/usr/bin:/bin", bin.display())])
+    }
+
     /// Start the same server again (same port, keys and config) after `stop`.
     pub fn start_again(&mut self) {
         let d = self.dir.path();
