@@ -41,9 +41,12 @@ pub fn run(dir: &Path) -> anyhow::Result<i32> {
         let text = format!(
             "# snapnest quickstart config: the local folder below, backed up into snapnest-data.\n\
              [storage]\npath = \"{}\"\n\n[defaults]\nexclude = [\"*.tmp\", \".cache/\"]\n\n\
-             [[host]]\nname = \"sample\"\nsource = \"local\"\nfolders = [\"{}\"]\n",
+             [[host]]\nname = \"sample\"\nsource = \"local\"\nevery = \"1h\"\nfolders = [\"{}\"]\n\n\
+             # `snapnest --config snapnest-quickstart.toml daemon` keeps it backed up every hour.\n\
+             [daemon]\nstate_dir = \"{}\"\n",
             toml_escape(&data.to_string_lossy()),
-            toml_escape(&sample.to_string_lossy())
+            toml_escape(&sample.to_string_lossy()),
+            toml_escape(&dir.join("snapnest-state").to_string_lossy())
         );
         fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;
