@@ -228,3 +228,32 @@ fn a_late_host_is_marked_and_its_owner_told() {
         .count();
     assert_eq!(calls, 1, "{}", fs::read_to_string(&record).unwrap());
 }
+
+#[test]
+fn a_storage_held_by_another_process_makes_runs_wait() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
+    setup.init();
+    setup.with_daemon_table("");
+    let daemon = setup.start_daemon();
+    // Another writer (as a manual `snapnest prune` would be) holds the storage.
+    let storage = snapnest::storage::Storage::open(&setup.storage).unwrap();
+    let lock = storage.try_lock_writer().unwrap().expect("free at first");
+    let id = snapnest::daemon::queue::submit(&daemon.state_dir, "box").unwrap();
+    wait_until(
+        "the run to wait for the storage",
+        Duration::from_secs(10),
+        || daemon.host_state("box") == "waiting_for_storage",
+    );
+    let t = text(&setup.snapnest(&["status"]));
+    assert!(
+        t.contains(&format!("storage in use by pid {}", std::process::id())),
+        "{t}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!setup.storage.join("box").exists(), "nothing ran meanwhile");
+    drop(lock);
+    let done = snapnest::daemon::queue::wait(&daemon.state_dir, &id, || {}).unwrap();
+    assert_eq!(done.outcome, "good", "{}", done.summary);
+}

@@ -89,6 +89,8 @@ pub struct Daemon {
     last_space_check: Option<Instant>,
     last_written: Option<DaemonStatus>,
     note: Option<String>,
+    /// Who holds the storage's writer lock when we wanted it (a manual backup, another daemon).
+    storage_busy: Option<String>,
 }
 
 impl Daemon {
@@ -111,6 +113,7 @@ impl Daemon {
             last_space_check: None,
             last_written: None,
             note: None,
+            storage_busy: None,
         };
         d.sync_slots();
         d
@@ -430,6 +433,9 @@ impl Daemon {
                 _ => None,
             })
             .collect();
+        if queued.is_empty() {
+            self.storage_busy = None;
+        }
         // Run-now requests go ahead of scheduled work; otherwise config order.
         queued.sort_by_key(|(_, requested)| !*requested);
         for (name, _) in queued {
@@ -444,9 +450,11 @@ impl Daemon {
                     Ok(Ok(l)) => {
                         self.lease = Some(l);
                         self.note = None;
+                        self.storage_busy = None;
                     }
                     Ok(Err(busy)) => {
                         self.note = Some(format!("storage is in use by {}", busy.holder));
+                        self.storage_busy = Some(busy.holder);
                         return;
                     }
                     Err(e) => {

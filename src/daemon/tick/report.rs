@@ -76,6 +76,15 @@ impl Daemon {
         // `decide` only starts a presence check for a stale answer; by now none is stale.
         let states = self.decide(now);
         self.force_presence = saved_force;
-        states.into_iter().map(|(_, s)| s).collect()
+        let busy = self.storage_busy.clone();
+        states
+            .into_iter()
+            .map(|(_, s)| match (s, &busy) {
+                (HostState::Queued { .. }, Some(holder)) => HostState::WaitingForStorage {
+                    holder: holder.clone(),
+                },
+                (s, _) => s,
+            })
+            .collect()
     }
 }
