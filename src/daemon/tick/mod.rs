@@ -72,6 +72,17 @@ struct Slot {
     last_alert: Option<Instant>,
 }
 
+/// What the free-space floor has deleted lately, to notice deletions that free nothing.
+#[derive(Default)]
+pub(super) struct SpaceDeletions {
+    /// Free bytes just before the last deletion was submitted.
+    pub free_before: Option<u64>,
+    /// Deletions in a row that freed (almost) nothing.
+    pub futile: u32,
+    /// Stop deleting until then: something other than snapshots fills the disk.
+    pub hold_until: Option<Instant>,
+}
+
 pub struct Daemon {
     pub config: Config,
     config_path: PathBuf,
@@ -87,6 +98,7 @@ pub struct Daemon {
     watch: Watch,
     force_presence: bool,
     last_space_check: Option<Instant>,
+    space_deletions: SpaceDeletions,
     last_written: Option<DaemonStatus>,
     note: Option<String>,
     /// Who holds the storage's writer lock when we wanted it (a manual backup, another daemon).
@@ -111,6 +123,7 @@ impl Daemon {
             watch,
             force_presence: false,
             last_space_check: None,
+            space_deletions: SpaceDeletions::default(),
             last_written: None,
             note: None,
             storage_busy: None,
@@ -235,7 +248,7 @@ impl Daemon {
         let root = self.config.storage.clone();
         let now = match Storage::open(&root) {
             Ok(s) => {
-                let (total, free) = space(&root);
+                let (total, free) = space(&root).unwrap_or((0, 0));
                 let was_missing = !matches!(self.disk, Disk::Ready { .. });
                 let changed_id = self.storage.as_ref().is_some_and(|old| old.id() != s.id());
                 if was_missing || changed_id {
@@ -595,9 +608,8 @@ fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>, since
 const ALERT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 
 /// (total, available to us) bytes of the filesystem holding `p`.
-pub fn space(p: &std::path::Path) -> (u64, u64) {
-    match rustix::fs::statvfs(p) {
-        Ok(s) => (s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize),
-        Err(_) => (0, 0),
-    }
+/// (total, available) bytes; Err when statvfs fails, which must never read as "disk full".
+pub fn space(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    let s = rustix::fs::statvfs(p)?;
+    Ok((s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize))
 }
