@@ -337,50 +337,18 @@ fn a_remote_notification_runs_on_the_backed_up_side() {
 
 #[test]
 fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("disk.img");
-    let mnt = dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let sh = |cmd: &str| {
-        let st = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .status()
-            .unwrap();
-        assert!(st.success(), "{cmd}");
-    };
-    sh(&format!(
-        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
-        img.display()
-    ));
-    sh(&format!(
-        "mount -o loop {} {}",
-        img.display(),
-        mnt.display()
-    ));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let guard = Unmount(mnt.clone());
-
+    let disk = LoopDisk::ext4(64);
+    let mnt = disk.path().to_path_buf();
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
-    let setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
-    // Point the config's storage at the mount point.
-    let cfg = fs::read_to_string(&setup.config).unwrap().replace(
-        &setup.storage.display().to_string(),
-        &mnt.display().to_string(),
-    );
-    fs::write(&setup.config, cfg).unwrap();
+    let mut setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
+    setup.store_in(&mnt);
     setup.init();
     setup.with_daemon_table("");
     let daemon = setup.start_daemon();
 
     // The idle daemon holds nothing open on the disk: it can be unmounted.
-    sh(&format!("umount {}", mnt.display()));
+    disk.unmount();
     wait_until(
         "the daemon to see the disk gone",
         Duration::from_secs(10),
@@ -409,11 +377,7 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
         "nothing is written into the empty mount point"
     );
 
-    sh(&format!(
-        "mount -o loop {} {}",
-        img.display(),
-        mnt.display()
-    ));
+    disk.mount();
     let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
     assert_eq!(done.outcome, "good", "{}", done.summary);
     assert_same_tree(
@@ -424,7 +388,6 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
         ),
     );
     drop(daemon);
-    drop(guard);
 }
 
 #[test]
@@ -639,4 +602,32 @@ fn events_go_to_syslog_when_asked() {
     // RFC 3164: <facility*8+severity>; daemon.info = 3*8+6 = 30.
     assert!(started.starts_with("<30>"), "{started}");
     assert!(started.contains("snapnest["), "{started}");
+}
+
+#[test]
+fn an_unreadable_catalog_holds_runs_instead_of_starting_them_over_and_over() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let setup = Setup::new(&local_host("box", src.path()), "every = \"1h\"");
+    setup.init();
+    // Bit rot on a cheap USB stick: the catalog is no longer a database.
+    fs::write(
+        setup.storage.join(".snapnest/catalog.db"),
+        vec![0x5au8; 64 * 1024],
+    )
+    .unwrap();
+    setup.with_daemon_table("");
+    let daemon = setup.start_daemon();
+    wait_until(
+        "the host to be held with the catalog's error",
+        Duration::from_secs(10),
+        || daemon.host_state("box") == "catalog_unreadable",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log_text();
+    assert_eq!(log.matches("backup starting").count(), 0, "{log}");
+    assert_eq!(log.matches("reading catalog").count(), 1, "logged once: {log}");
+    let t = text(&setup.snapnest(&["status"]));
+    assert!(t.contains("cannot read its history"), "{t}");
+    assert_eq!(snapshot_count(&setup, "box"), 0);
 }

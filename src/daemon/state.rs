@@ -88,6 +88,11 @@ pub enum HostState {
     WaitingForStorage {
         holder: String,
     },
+    /// The host's history cannot be read from the catalog: nothing starts until it can,
+    /// because without it every tick would look like "never backed up" and start again.
+    CatalogUnreadable {
+        why: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,6 +121,7 @@ impl HostState {
             HostState::Backoff { .. } => "backoff",
             HostState::WaitingForDisk => "no-disk",
             HostState::WaitingForStorage { .. } => "busy",
+            HostState::CatalogUnreadable { .. } => "catalog-error",
         }
     }
 }

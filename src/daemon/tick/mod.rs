@@ -70,6 +70,8 @@ struct Slot {
     history: Option<HostHistory>,
     presence: Option<Presence>,
     last_alert: Option<Instant>,
+    /// Why `history` could not be read, while it cannot (logged once per new message).
+    catalog_error: Option<String>,
 }
 
 /// What the free-space floor has deleted lately, to notice deletions that free nothing.
@@ -277,11 +279,19 @@ impl Daemon {
         if let Some(storage) = self.storage.clone() {
             for (name, slot) in self.slots.iter_mut() {
                 if slot.history.is_none() {
-                    slot.history = storage
-                        .catalog()
-                        .and_then(|c| c.host_history(name))
-                        .map_err(|e| logging::error(format!("host={name} reading catalog: {e}")))
-                        .ok();
+                    match storage.catalog().and_then(|c| c.host_history(name)) {
+                        Ok(h) => {
+                            slot.history = Some(h);
+                            slot.catalog_error = None;
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            if slot.catalog_error.as_ref() != Some(&why) {
+                                logging::error(format!("host={name} reading catalog: {why}"));
+                            }
+                            slot.catalog_error = Some(why);
+                        }
+                    }
                 }
             }
         }
@@ -335,7 +345,16 @@ impl Daemon {
                 continue;
             }
             let requested = !slot.requests.is_empty();
-            let history = slot.history.clone().unwrap_or_default();
+            let history = match (&slot.history, disk_ready) {
+                (Some(h), _) => h.clone(),
+                (None, false) => Default::default(),
+                (None, true) => {
+                    let why = (slot.catalog_error.clone())
+                        .unwrap_or_else(|| "not read yet".to_string());
+                    out.push((host.name.clone(), HostState::CatalogUnreadable { why }));
+                    continue;
+                }
+            };
             let sched = &host.automation.schedule;
             let last_good = history
                 .last_good_started_ms
