@@ -28,6 +28,8 @@ enum Msg {
     Finished {
         host: String,
         report: Box<Report>,
+        /// The disk the run wrote to, which may not be the one mounted when it ends.
+        storage: Storage,
     },
     Presence {
         host: String,
@@ -101,6 +103,8 @@ pub struct Daemon {
     force_presence: bool,
     last_space_check: Option<Instant>,
     space_deletions: SpaceDeletions,
+    /// The disk (re)appeared: its unfinished deletions are still to be queued.
+    resume_pending: bool,
     last_written: Option<DaemonStatus>,
     note: Option<String>,
     /// Who holds the storage's writer lock when we wanted it (a manual backup, another daemon).
@@ -126,6 +130,7 @@ impl Daemon {
             force_presence: false,
             last_space_check: None,
             space_deletions: SpaceDeletions::default(),
+            resume_pending: false,
             last_written: None,
             note: None,
             storage_busy: None,
@@ -186,6 +191,7 @@ impl Daemon {
         self.collect();
         self.take_requests();
         self.check_disk();
+        self.resume_deletions();
         if self.watch.changed() {
             self.force_presence = true;
         }
@@ -213,7 +219,11 @@ impl Daemon {
                     Err(why) => Presence::Away { at, at_ms, why },
                 });
             }
-            Msg::Finished { host, report } => self.finished(&host, *report),
+            Msg::Finished {
+                host,
+                report,
+                storage,
+            } => self.finished(&host, *report, &storage),
         }
     }
 
@@ -262,7 +272,7 @@ impl Daemon {
                     for slot in self.slots.values_mut() {
                         slot.history = None;
                     }
-                    self.resume_deletions(&s);
+                    self.resume_pending = true;
                 }
                 self.storage = Some(s);
                 Disk::Ready { total, free }
@@ -297,14 +307,29 @@ impl Daemon {
         }
     }
 
-    fn resume_deletions(&mut self, storage: &Storage) {
-        match storage.catalog().and_then(|c| c.deleting()) {
-            Ok(list) => {
-                for (id, host, name) in list {
-                    self.deleter.submit(storage, Doomed { id, host, name });
-                }
+    /// Finish deletions an earlier process (or an earlier mount of this disk) left, under
+    /// the writer lock so no other snapnest process works on the same snapshots meanwhile.
+    fn resume_deletions(&mut self) {
+        let Some(storage) = self.storage.clone().filter(|_| self.resume_pending) else {
+            return;
+        };
+        let list = match storage.catalog().and_then(|c| c.deleting()) {
+            Ok(list) => list,
+            Err(e) => {
+                logging::error(format!("reading unfinished deletions: {e}"));
+                return;
             }
-            Err(e) => logging::error(format!("reading unfinished deletions: {e}")),
+        };
+        if !list.is_empty() && self.lease.is_none() {
+            match storage.try_lock_writer() {
+                Ok(Ok(l)) => self.lease = Some(l),
+                // Another process writes now; try again on a later tick.
+                _ => return,
+            }
+        }
+        self.resume_pending = false;
+        for (id, host, name) in list {
+            self.deleter.submit(&storage, Doomed { id, host, name });
         }
     }
 
@@ -530,12 +555,13 @@ impl Daemon {
                 let _ = tx.send(Msg::Finished {
                     host: host.name.clone(),
                     report: Box::new(report),
+                    storage,
                 });
             })
             .expect("spawning a backup thread");
     }
 
-    fn finished(&mut self, name: &str, report: Report) {
+    fn finished(&mut self, name: &str, report: Report, ran_on: &Storage) {
         let run = report
             .run_id
             .map(|r| r.to_string())
@@ -575,13 +601,11 @@ impl Daemon {
             }
         }
         slot.activity = Some(Activity::Idle);
-        // Never prune after a failed or interrupted run.
-        if report.outcome != Outcome::Failed && !report.interrupted {
-            if let (Some(storage), Some(host)) = (
-                self.storage.clone(),
-                self.config.hosts.iter().find(|h| h.name == name).cloned(),
-            ) {
-                self.prune_host(&storage, &host);
+        // Never prune after a failed or interrupted run, nor on a disk swapped in meanwhile.
+        let same_disk = self.storage.as_ref().is_some_and(|s| s.id() == ran_on.id());
+        if report.outcome != Outcome::Failed && !report.interrupted && same_disk {
+            if let Some(host) = self.config.hosts.iter().find(|h| h.name == name).cloned() {
+                self.prune_host(ran_on, &host);
             }
         }
     }

@@ -22,9 +22,13 @@ impl Daemon {
         match crate::prune::plan_host(storage, host, Utc::now()) {
             Ok(verdicts) => {
                 for v in verdicts.into_iter().filter(|v| !v.keep) {
-                    if let Err(e) = storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
-                        logging::error(format!("host={} prune {}: {e}", host.name, v.name));
-                        continue;
+                    match storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            logging::error(format!("host={} prune {}: {e}", host.name, v.name));
+                            continue;
+                        }
                     }
                     logging::info(format!(
                         "host={} pruning {} ({})",
@@ -112,9 +116,12 @@ impl Daemon {
                 }
                 let marked = storage.catalog().and_then(|c| c.mark_deleting(snap.id));
                 if let Err(e) = &marked {
-                    logging::error(format!("host={host} pruning {} to make room: {e}", snap.name));
+                    logging::error(format!(
+                        "host={host} pruning {} to make room: {e}",
+                        snap.name
+                    ));
                 }
-                if marked.is_ok() {
+                if let Ok(true) = marked {
                     self.space_deletions.free_before = Some(free);
                     logging::warn(format!(
                         "host={host} pruning {} to make room: {} below the free-space floor ({})",
