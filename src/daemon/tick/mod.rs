@@ -139,15 +139,40 @@ impl Daemon {
         d
     }
 
-    /// A reloaded config: running backups finish on the old host settings.
-    pub fn set_config(&mut self, config: Config) {
+    /// A reloaded config: running backups finish on the old host settings. The state folder
+    /// stays the one this daemon started with: its lock, queue and status live there.
+    pub fn set_config(&mut self, mut config: Config) {
+        if config.daemon.state_dir != self.config.daemon.state_dir {
+            logging::warn(format!(
+                "reload: state_dir changed to {}; it takes effect on restart, until then {} stays in use",
+                config.daemon.state_dir.display(),
+                self.config.daemon.state_dir.display()
+            ));
+            config.daemon.state_dir = self.config.daemon.state_dir.clone();
+        }
         self.watch = Watch::new(config.daemon.watch.clone());
         self.config = config;
         self.sync_slots();
     }
 
+    /// One slot per configured host; a removed host's queued requests are answered, and its
+    /// slot goes once it has no run (see `finished`).
     fn sync_slots(&mut self) {
         let names: Vec<String> = self.config.hosts.iter().map(|h| h.name.clone()).collect();
+        let mut dropped = Vec::new();
+        for (n, s) in self.slots.iter_mut() {
+            if !names.contains(n) {
+                dropped.extend(s.requests.drain(..).map(|id| (n.clone(), id)));
+            }
+        }
+        for (n, id) in dropped {
+            self.answer(
+                &id,
+                &Done::failed(format!(
+                    "{n} was removed from the config before its run started"
+                )),
+            );
+        }
         self.slots.retain(|n, s| {
             names.contains(n) || matches!(s.activity, Some(Activity::Running { .. }))
         });
@@ -230,29 +255,34 @@ impl Daemon {
     fn take_requests(&mut self) {
         let dir = self.config.daemon.state_dir.clone();
         for r in queue::take_all(&dir) {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    logging::error(format!("run-now queue: {e}"));
+                    continue;
+                }
+            };
             match self.slots.get_mut(&r.host) {
-                Some(slot) => {
+                Some(slot) if self.config.hosts.iter().any(|h| h.name == r.host) => {
                     logging::info(format!("host={} backup requested", r.host));
                     slot.requests.push(r.id);
                 }
-                None => {
+                _ => {
                     let msg = format!(
                         "no host named {:?} in {}",
                         r.host,
                         self.config_path.display()
                     );
-                    let _ = queue::answer(
-                        &dir,
-                        &r.id,
-                        &Done {
-                            outcome: "failed".into(),
-                            exit_code: 2,
-                            summary: msg,
-                            problems: vec![],
-                        },
-                    );
+                    self.answer(&r.id, &Done::failed(msg));
                 }
             }
+        }
+    }
+
+    /// Tell a waiting `snapnest backup` (or the web page) how its request ended.
+    fn answer(&self, id: &str, done: &Done) {
+        if let Err(e) = queue::answer(&self.config.daemon.state_dir, id, done) {
+            logging::error(format!("run-now queue: answering {id}: {e}"));
         }
     }
 
@@ -374,8 +404,8 @@ impl Daemon {
                 (Some(h), _) => h.clone(),
                 (None, false) => Default::default(),
                 (None, true) => {
-                    let why = (slot.catalog_error.clone())
-                        .unwrap_or_else(|| "not read yet".to_string());
+                    let why =
+                        (slot.catalog_error.clone()).unwrap_or_else(|| "not read yet".to_string());
                     out.push((host.name.clone(), HostState::CatalogUnreadable { why }));
                     continue;
                 }
@@ -597,9 +627,17 @@ impl Daemon {
                     .collect(),
             };
             for id in waiters {
-                let _ = queue::answer(&self.config.daemon.state_dir, &id, &done);
+                self.answer(&id, &done);
             }
         }
+        if !self.config.hosts.iter().any(|h| h.name == name) {
+            // Removed from the config while it ran.
+            self.slots.remove(name);
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
         slot.activity = Some(Activity::Idle);
         // Never prune after a failed or interrupted run, nor on a disk swapped in meanwhile.
         let same_disk = self.storage.as_ref().is_some_and(|s| s.id() == ran_on.id());
