@@ -67,6 +67,9 @@ pub enum HostState {
     /// Due and reachable: starts as soon as a slot is free.
     Queued {
         requested: bool,
+        /// When it became due (0 for a host never backed up): the most overdue goes first.
+        #[serde(default)]
+        due_ms: i64,
     },
     Running(Running),
     /// Due, but the machine did not answer on its SSH port.

@@ -414,10 +414,10 @@ impl Daemon {
             let last_good = history
                 .last_good_started_ms
                 .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-            let due = match sched.due_at(last_good, now, &Local) {
-                Due::Now => true,
-                Due::At(t) => t <= now,
-                Due::Manual => false,
+            let (due, due_ms) = match sched.due_at(last_good, now, &Local) {
+                Due::Now => (true, 0),
+                Due::At(t) => (t <= now, t.timestamp_millis()),
+                Due::Manual => (false, i64::MAX),
             };
             if !requested && !due {
                 let s = if matches!(sched.due_at(last_good, now, &Local), Due::Manual) {
@@ -506,25 +506,26 @@ impl Daemon {
                     }
                 }
             }
-            out.push((host.name.clone(), HostState::Queued { requested }));
+            out.push((host.name.clone(), HostState::Queued { requested, due_ms }));
         }
         out
     }
 
     fn start_due(&mut self, states: &[(String, HostState)]) {
         let cap = self.config.daemon.max_concurrent;
-        let mut queued: Vec<(&String, bool)> = states
+        let mut queued: Vec<(&String, (bool, i64))> = states
             .iter()
             .filter_map(|(n, s)| match s {
-                HostState::Queued { requested } => Some((n, *requested)),
+                HostState::Queued { requested, due_ms } => Some((n, (!*requested, *due_ms))),
                 _ => None,
             })
             .collect();
         if queued.is_empty() {
             self.storage_busy = None;
         }
-        // Run-now requests go ahead of scheduled work; otherwise config order.
-        queued.sort_by_key(|(_, requested)| !*requested);
+        // Run-now requests go ahead of scheduled work, then the most overdue, so a host that
+        // is always due soon cannot starve the others when slots are few; ties in config order.
+        queued.sort_by_key(|(_, order)| *order);
         for (name, _) in queued {
             if self.running_hosts().len() >= cap {
                 break;
