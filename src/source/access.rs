@@ -82,6 +82,7 @@ fn refusal(stdout: &[u8], stderr: &[u8]) -> Option<String> {
 /// Pick the fastest method this host allows and check the folders with it.
 pub fn open(conn: Connection, spec: &SshSpec, folders: &[String]) -> Result<(Source, Access)> {
     let mut fallback = None;
+    let host = conn.host.clone();
     if spec.transfer != Transfer::Sftp {
         let out = conn.run(&commands::probe(folders), b"")?;
         let words: Vec<Readable> = String::from_utf8_lossy(&out.stdout)
@@ -122,7 +123,22 @@ pub fn open(conn: Connection, spec: &SshSpec, folders: &[String]) -> Result<(Sou
         }
         fallback = Some(why);
     }
-    let sftp = SftpSource::new(conn)?;
+    let sftp = match SftpSource::new(conn) {
+        Ok(s) => s,
+        // The filter allows only the stream: a refused probe means it was printed for other
+        // folders (or other commands) than snapnest now sends.
+        Err(e) => match &fallback {
+            Some(why) if why.contains("snapnest-filter") => {
+                return Err(crate::error::Error::Ssh {
+                    host: host.clone(),
+                    message: format!(
+                        "{why}. The filter on the host allows only the commands for the folders it was                          printed for: after changing folders (or upgrading snapnest), print it again with                          `snapnest authorize {host} --script` and replace it on the host ({e})"
+                    ),
+                })
+            }
+            _ => return Err(e),
+        },
+    };
     let folders = folders
         .iter()
         .map(|f| (f.clone(), sftp_readable(&sftp, f)))

@@ -2,6 +2,8 @@
 //! folder, storage folders, trees to back up, and the real `snapnest` binary.
 #![allow(dead_code)]
 
+pub mod keys;
+
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
