@@ -41,6 +41,9 @@ fn literal(c: char) -> String {
         // Inside brackets these are special or undefined: escape them the ERE way.
         '^' => r"\^".into(),
         '\\' => r"\\".into(),
+        // grep splits patterns at newlines: the nearest class that cannot is "a control
+        // character" (the fence widens only to names differing in that one control byte).
+        '\n' => "[[:cntrl:]]".into(),
         c if c.is_ascii_punctuation() || c == ' ' => format!("[{c}]"),
         c => c.to_string(),
     }
@@ -81,12 +84,14 @@ mod tests {
             "/home/a.b",
             "/tmp/x; touch /tmp/pwned",
             "/w/[x]^$\\(y)*+?{1}|",
+            "/n/new\nline",
         ];
         let ok = [
             "home/a.b",
             "home/a.b/file",
             "tmp/x; touch /tmp/pwned/f",
             "w/[x]^$\\(y)*+?{1}|/z",
+            "n/new\nline/f",
         ];
         let bad = [
             "home/aXb/file",
@@ -95,6 +100,7 @@ mod tests {
             "tmp/x",
             "w/x",
             "home",
+            "n/newline/f",
         ];
         let all: Vec<&str> = ok.iter().chain(bad.iter()).copied().collect();
         assert_eq!(kept(&folders, &all), ok);
