@@ -33,6 +33,9 @@ pub struct AuthorizeArgs {
     /// Print the filter script instead of the key line.
     #[arg(long)]
     pub script: bool,
+    /// Print the sudoers drop-in (sudo mode) instead of the key line.
+    #[arg(long, conflicts_with = "script")]
+    pub sudoers: bool,
     /// Install over the current (unrestricted) connection: writes the filter and replaces this
     /// key's line in authorized_keys. After this the key can only read.
     #[arg(long)]
@@ -88,6 +91,13 @@ pub fn run(config: &Config, a: &AuthorizeArgs) -> anyhow::Result<i32> {
             bail!("sftp mode has no filter script");
         };
         print!("{script}");
+        return Ok(0);
+    }
+    if a.sudoers {
+        let Some(sudoers) = &plan.sudoers else {
+            bail!("only sudo mode has a sudoers drop-in");
+        };
+        print!("{sudoers}");
         return Ok(0);
     }
     if a.install {
