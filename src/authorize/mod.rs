@@ -240,3 +240,41 @@ pub fn install(conn: &Connection, plan: &Plan, authorized_keys: &str) -> Result<
         stderr.trim()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_patterns_are_checked() {
+        for ok in [
+            "192.168.1.1",
+            "10.0.0.0/8,!10.0.0.5",
+            "fe80::1%eth0",
+            "*.lan",
+            "router",
+        ] {
+            assert!(check_from(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1.2.3.4\" evil", "a b", "x,command=\"id\"", "a\nb"] {
+            assert!(check_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_refuses_a_bad_authorize_from_naming_the_key() {
+        let text =
+            "[storage]\npath = \"/srv\"\n[[host]]\nname = \"l\"\naddress = \"h\"\nuser = \"u\"\n\
+                    folders = [\"/h\"]\nauthorize_from = \"1.2.3.4\\\" x\"\n";
+        let e = crate::config::Config::parse(text, std::path::Path::new("/c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("authorize_from") && e.contains("line 8"), "{e}");
+        let ok = text.replace("1.2.3.4\\\" x", "192.168.1.0/24");
+        let c = crate::config::Config::parse(&ok, std::path::Path::new("/c.toml")).unwrap();
+        let crate::config::SourceSpec::Ssh(spec) = &c.hosts[0].source else {
+            panic!("ssh host expected")
+        };
+        assert_eq!(spec.authorize_from.as_deref(), Some("192.168.1.0/24"));
+    }
+}

@@ -350,7 +350,10 @@ impl Validator<'_> {
                 ("user", h.user.as_ref().map(|s| s.span())),
                 ("host_key", h.host_key.as_ref().map(|s| s.span())),
                 ("identity", h.identity.as_ref().map(|s| s.span())),
-                ("authorize_from", h.authorize_from.as_ref().map(|s| s.span())),
+                (
+                    "authorize_from",
+                    h.authorize_from.as_ref().map(|s| s.span()),
+                ),
             ] {
                 if let Some(sp) = v {
                     return self.err(sp, &key(k), "has no meaning for source = \"local\"");
