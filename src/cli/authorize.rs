@@ -137,8 +137,13 @@ pub fn run(config: &Config, a: &AuthorizeArgs) -> anyhow::Result<i32> {
 
 fn guide(host: &Host, spec: &SshSpec, plan: &authorize::Plan, ak: &str) {
     let n = &host.name;
+    let ak = if ak.starts_with('/') {
+        ak.to_string()
+    } else {
+        format!("~/{ak}")
+    };
     eprintln!(
-        "# On {n}, as user {}: replace this key's line in ~/{ak} with the line above.",
+        "# On {n}, as user {}: replace this key's line in {ak} with the line above.",
         spec.user
     );
     match plan.mode {
@@ -160,6 +165,9 @@ fn guide(host: &Host, spec: &SshSpec, plan: &authorize::Plan, ak: &str) {
             eprintln!("# with read access to the folders only (group or ACL) for a tighter fence.");
         }
         Mode::Sudo => {
+            if spec.user == "root" {
+                eprintln!("# Note: sudo mode is for a dedicated non-root login; set `user` in the config to it.");
+            }
             let p = &plan
                 .script
                 .as_ref()
