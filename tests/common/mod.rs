@@ -2,14 +2,14 @@
 //! folder, storage folders, trees to back up, and the real `snapnest` binary.
 #![allow(dead_code)]
 
-pub mod keys;
-
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod keys;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
