@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod keys;
+
 pub const SSHD: &str = "/usr/sbin/sshd";
 
 pub struct Sshd {
