@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {source}{}", path.display(), io_hint(source))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -70,6 +70,17 @@ impl Error {
             action,
             source,
         }
+    }
+}
+
+/// What a user should read into the errors a backup disk gives on its bad days.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => " (the disk is full)",
+        Some(libc::EROFS) => " (the filesystem went read-only: the disk may have errors)",
+        Some(libc::EIO) => " (I/O error: the disk may be failing or was unplugged)",
+        Some(libc::ENOTCONN) | Some(libc::ENODEV) => " (the disk or share is gone)",
+        _ => "",
     }
 }
 

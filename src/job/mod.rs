@@ -25,6 +25,19 @@ use publish::{point_latest, snapshot_name, staging_dir};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
 
+/// A run that failed because the disk went away says so: "No such file or directory" on a
+/// staging path would send the user looking at the source.
+fn explain_failure(storage: &Storage, e: &Error) -> String {
+    if matches!(e, Error::Cancelled) {
+        return e.to_string();
+    }
+    match Storage::open(storage.root()) {
+        Ok(now) if now.id() == storage.id() => e.to_string(),
+        Ok(_) => format!("the backup disk was swapped during the run ({e})"),
+        Err(_) => format!("the backup disk went away during the run ({e})"),
+    }
+}
+
 /// Back up `host` into `storage` now. Never panics on bad input; failures are in the report.
 pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Report {
     let started = Instant::now();
@@ -56,7 +69,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         report.duration = started.elapsed();
         if let Err(e) = &outcome {
             report.outcome = Outcome::Failed;
-            report.message = Some(e.to_string());
+            report.message = Some(explain_failure(storage, e));
         }
         catalog.finish_run(
             run_id,
