@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod disk;
 pub mod keys;
+pub mod netns;
 #[allow(unused_imports)]
 pub use disk::*;
 
