@@ -716,3 +716,50 @@ fn a_host_removed_by_a_reload_answers_its_queued_requests() {
     let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
     assert!(done.summary.contains("no host named"), "{}", done.summary);
 }
+
+#[test]
+fn two_daemons_on_one_storage_take_turns_and_both_finish() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    fs::write(src.path().join("big.bin"), vec![7u8; 8 << 20]).unwrap();
+    let host =
+        local_host("box", src.path()).replace("folders = [", "bwlimit = \"8MiB/s\"\nfolders = [");
+    let setup = Setup::new(&host, "schedule = \"manual\"");
+    setup.init();
+    let state_a = setup.with_daemon_table("");
+    // A second daemon, with its own state folder, started by mistake on the same disk.
+    let state_b = setup.dir.path().join("state-b");
+    let config_b = setup.dir.path().join("b.toml");
+    let text_b = fs::read_to_string(&setup.config).unwrap().replace(
+        &state_a.display().to_string(),
+        &state_b.display().to_string(),
+    );
+    fs::write(&config_b, text_b).unwrap();
+    let a = setup.start_daemon();
+    let b = setup.start_daemon_on(&config_b, &state_b);
+    let ra = snapnest::daemon::queue::submit(&state_a, "box").unwrap();
+    let rb = snapnest::daemon::queue::submit(&state_b, "box").unwrap();
+    let mut saw_wait = false;
+    wait_until(
+        "one daemon to wait for the other",
+        Duration::from_secs(15),
+        || {
+            saw_wait = a.host_state("box") == "waiting_for_storage"
+                || b.host_state("box") == "waiting_for_storage";
+            saw_wait
+        },
+    );
+    let da = snapnest::daemon::queue::wait(&state_a, &ra, || {}).unwrap();
+    let db = snapnest::daemon::queue::wait(&state_b, &rb, || {}).unwrap();
+    assert_eq!(
+        (da.outcome.as_str(), db.outcome.as_str()),
+        ("good", "good"),
+        "{} / {}",
+        da.summary,
+        db.summary
+    );
+    assert_eq!(snapshot_count(&setup, "box"), 2);
+    assert_same_tree(src.path(), &in_snap(&setup.latest("box"), src.path()));
+    let list = text(&setup.snapnest(&["list", "box"]));
+    assert_eq!(list.matches("good").count(), 2, "{list}");
+}

@@ -438,7 +438,12 @@ impl Setup {
     }
 
     pub fn start_daemon(&self) -> DaemonProc {
-        let state_dir = self.dir.path().join("state");
+        self.start_daemon_on(&self.config, &self.dir.path().join("state"))
+    }
+
+    /// A daemon on another config file (whose state folder is `state_dir`).
+    pub fn start_daemon_on(&self, config: &Path, state_dir: &Path) -> DaemonProc {
+        let state_dir = state_dir.to_path_buf();
         let log = self.dir.path().join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -448,7 +453,7 @@ impl Setup {
         ));
         let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .arg("daemon")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
