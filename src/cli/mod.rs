@@ -13,6 +13,7 @@ use crate::source::ssh::Connection;
 use crate::storage::{InitOutcome, Storage};
 
 mod backup;
+mod passwd;
 mod status;
 pub use backup::backup_with_progress;
 
@@ -89,6 +90,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Read a password from the terminal (or stdin) and print the `password_hash = …` line
+    /// for the config's [web] table.
+    Passwd,
     /// Try snapnest without SSH: back up a sample folder into ./snapnest-data.
     Quickstart {
         /// Where to put the sample folder, config and storage.
@@ -206,6 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Quickstart { dir } => crate::quickstart::run(dir),
+        Command::Passwd => passwd::passwd(),
     }
 }
 

@@ -56,6 +56,12 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         config.storage.display(),
         config.hosts.len()
     ));
+    // The web page reads the status file and catalog like `snapnest status` does; it
+    // only needs the config.
+    let web = match &config.web {
+        Some(_) => Some(crate::web::start(config.clone())?),
+        None => None,
+    };
     let mut d = tick::Daemon::new(config, config_path.to_path_buf());
     loop {
         if signals.stop.load(Ordering::SeqCst) {
@@ -63,6 +69,9 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         }
         if signals.reload.swap(false, Ordering::SeqCst) {
             reload(&mut d, config_path);
+            if let Some(w) = &web {
+                w.set_config(d.config.clone());
+            }
         }
         d.tick();
         d.wait(Duration::from_millis(500));

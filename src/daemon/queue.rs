@@ -37,6 +37,35 @@ fn dir(state_dir: &Path) -> PathBuf {
 
 /// Ask the daemon to back up `host`; returns the request id to wait on.
 pub fn submit(state_dir: &Path, host: &str) -> Result<String> {
+    drop_file(state_dir, host, "req")
+}
+
+/// Ask the daemon to stop `host`'s running backup at its next checkpoint (its staging
+/// folder stays for the next run). Scheduled runs of the host then wait a while; a
+/// request still runs at once.
+pub fn cancel(state_dir: &Path, host: &str) -> Result<()> {
+    drop_file(state_dir, host, "cancel").map(|_| ())
+}
+
+/// Hosts whose running backup should stop. Taking one removes its file.
+pub fn take_cancels(state_dir: &Path) -> Vec<String> {
+    let d = dir(state_dir);
+    let Ok(rd) = fs::read_dir(&d) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".cancel") {
+            if let Ok(host) = fs::read_to_string(e.path()) {
+                out.push(host.trim().to_string());
+            }
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    out
+}
+
+fn drop_file(state_dir: &Path, host: &str, ext: &str) -> Result<String> {
     let d = dir(state_dir);
     fs::create_dir_all(&d).at(&d, "creating queue folder")?;
     let id = format!(
@@ -48,7 +77,7 @@ pub fn submit(state_dir: &Path, host: &str) -> Result<String> {
     // Written under a temporary name so the daemon never reads half a request.
     let tmp = d.join(format!(".{id}.tmp"));
     fs::write(&tmp, host).at(&tmp, "writing request")?;
-    let req = d.join(format!("{id}.req"));
+    let req = d.join(format!("{id}.{ext}"));
     fs::rename(&tmp, &req).at(&req, "writing request")?;
     Ok(id)
 }

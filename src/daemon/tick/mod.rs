@@ -70,7 +70,12 @@ struct Slot {
     history: Option<HostHistory>,
     presence: Option<Presence>,
     last_alert: Option<Instant>,
+    /// A cancelled run's host is not started by its schedule again before this.
+    held_until: Option<Instant>,
 }
+
+/// How long a cancel holds a host's scheduled runs back (else a due host restarts at once).
+const CANCEL_HOLD: Duration = Duration::from_secs(3600);
 
 pub struct Daemon {
     pub config: Config,
@@ -204,6 +209,15 @@ impl Daemon {
 
     fn take_requests(&mut self) {
         let dir = self.config.daemon.state_dir.clone();
+        for host in queue::take_cancels(&dir) {
+            if let Some(slot) = self.slots.get_mut(&host) {
+                slot.held_until = Some(Instant::now() + CANCEL_HOLD);
+                if let Some(Activity::Running { progress, .. }) = &slot.activity {
+                    logging::info(format!("host={host} cancel requested"));
+                    progress.cancel();
+                }
+            }
+        }
         for r in queue::take_all(&dir) {
             match self.slots.get_mut(&r.host) {
                 Some(slot) => {
@@ -332,7 +346,8 @@ impl Daemon {
                 Due::At(t) => t <= now,
                 Due::Manual => false,
             };
-            if !requested && !due {
+            let held = slot.held_until.is_some_and(|t| t > Instant::now());
+            if !requested && (!due || held) {
                 let s = if matches!(sched.due_at(last_good, now, &Local), Due::Manual) {
                     HostState::Manual
                 } else {
