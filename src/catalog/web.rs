@@ -85,7 +85,12 @@ impl Catalog {
 
     /// The direct children of `dir` in name order, at most `limit` (and whether more exist).
     /// A parent folder the manifest does not list itself shows up as a plain folder.
-    pub fn children(&self, snapshot_id: i64, dir: &[u8], limit: usize) -> Result<(Vec<Entry>, bool)> {
+    pub fn children(
+        &self,
+        snapshot_id: i64,
+        dir: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool)> {
         let e = self.err("reading manifest");
         let (lo, hi) = subtree(dir);
         let mut st = self
@@ -161,7 +166,10 @@ impl Catalog {
             ))
             .map_err(e)?;
         let rows = st
-            .query_map(params![snapshot_id, after, prefix, lo, hi, limit as i64], entry)
+            .query_map(
+                params![snapshot_id, after, prefix, lo, hi, limit as i64],
+                entry,
+            )
             .map_err(e)?;
         rows.collect::<rusqlite::Result<_>>().map_err(e)
     }

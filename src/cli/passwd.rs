@@ -61,7 +61,9 @@ pub fn passwd() -> anyhow::Result<i32> {
     let hash = PasswordHash::new(&pw, DEFAULT_ITERATIONS);
     println!("password_hash = \"{hash}\"");
     if tty {
-        eprintln!("Put this line into the [web] table of the config, then reload the daemon (SIGHUP).");
+        eprintln!(
+            "Put this line into the [web] table of the config, then reload the daemon (SIGHUP)."
+        );
     }
     Ok(0)
 }

@@ -103,12 +103,20 @@ pub fn metrics(config: &Config) -> Response {
     let src = Sources::read(config);
     let mut m = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, rows: &[(String, f64)]| {
-        let _ = writeln!(m, "# HELP snapnest_{name} {help}\n# TYPE snapnest_{name} {kind}");
+        let _ = writeln!(
+            m,
+            "# HELP snapnest_{name} {help}\n# TYPE snapnest_{name} {kind}"
+        );
         for (labels, v) in rows {
             let _ = writeln!(m, "snapnest_{name}{labels} {v}");
         }
     };
-    let label = |h: &str| format!("{{host=\"{}\"}}", h.replace('\\', "\\\\").replace('"', "\\\""));
+    let label = |h: &str| {
+        format!(
+            "{{host=\"{}\"}}",
+            h.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    };
     let mut success = Vec::new();
     let mut duration = Vec::new();
     let mut bytes = Vec::new();
@@ -144,20 +152,75 @@ pub fn metrics(config: &Config) -> Response {
         ));
         late.push((l, hs.is_some_and(|s| s.late) as u8 as f64));
     }
-    metric("last_success_timestamp_seconds", "End of the newest run that published a snapshot.", "gauge", &success);
-    metric("last_success_duration_seconds", "Duration of that run.", "gauge", &duration);
-    metric("last_success_bytes", "Bytes in that snapshot.", "gauge", &bytes);
-    metric("last_success_new_bytes", "Bytes fetched by that run.", "gauge", &new_bytes);
-    metric("last_run_errors", "Per-file errors of the newest finished run, plus 1 if it failed.", "gauge", &errors);
-    metric("running", "1 while a backup of the host runs.", "gauge", &running);
-    metric("late", "1 when the host has no good backup within its stale_after.", "gauge", &late);
+    metric(
+        "last_success_timestamp_seconds",
+        "End of the newest run that published a snapshot.",
+        "gauge",
+        &success,
+    );
+    metric(
+        "last_success_duration_seconds",
+        "Duration of that run.",
+        "gauge",
+        &duration,
+    );
+    metric(
+        "last_success_bytes",
+        "Bytes in that snapshot.",
+        "gauge",
+        &bytes,
+    );
+    metric(
+        "last_success_new_bytes",
+        "Bytes fetched by that run.",
+        "gauge",
+        &new_bytes,
+    );
+    metric(
+        "last_run_errors",
+        "Per-file errors of the newest finished run, plus 1 if it failed.",
+        "gauge",
+        &errors,
+    );
+    metric(
+        "running",
+        "1 while a backup of the host runs.",
+        "gauge",
+        &running,
+    );
+    metric(
+        "late",
+        "1 when the host has no good backup within its stale_after.",
+        "gauge",
+        &late,
+    );
     match src.status.as_ref().map(|s| &s.disk) {
         Some(Disk::Ready { total, free }) => {
-            metric("disk_free_bytes", "Space available on the backup disk.", "gauge", &[(String::new(), *free as f64)]);
-            metric("disk_total_bytes", "Size of the backup disk.", "gauge", &[(String::new(), *total as f64)]);
-            metric("disk_present", "1 when the backup disk is mounted and marked.", "gauge", &[(String::new(), 1.0)]);
+            metric(
+                "disk_free_bytes",
+                "Space available on the backup disk.",
+                "gauge",
+                &[(String::new(), *free as f64)],
+            );
+            metric(
+                "disk_total_bytes",
+                "Size of the backup disk.",
+                "gauge",
+                &[(String::new(), *total as f64)],
+            );
+            metric(
+                "disk_present",
+                "1 when the backup disk is mounted and marked.",
+                "gauge",
+                &[(String::new(), 1.0)],
+            );
         }
-        _ => metric("disk_present", "1 when the backup disk is mounted and marked.", "gauge", &[(String::new(), 0.0)]),
+        _ => metric(
+            "disk_present",
+            "1 when the backup disk is mounted and marked.",
+            "gauge",
+            &[(String::new(), 0.0)],
+        ),
     }
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", m)
 }

@@ -114,7 +114,10 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 fn random_token() -> String {
-    random_bytes(24).iter().map(|b| format!("{b:02x}")).collect()
+    random_bytes(24)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Who sent a request.
@@ -122,7 +125,10 @@ fn random_token() -> String {
 pub enum Who {
     Anonymous,
     /// Logged in with the password; forms must carry this session's CSRF token.
-    Session { id: String, csrf: String },
+    Session {
+        id: String,
+        csrf: String,
+    },
     /// A bearer token: not sent by browsers on their own, so no CSRF check is needed.
     Token,
 }

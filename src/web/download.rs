@@ -38,7 +38,9 @@ fn content_type(name: &[u8]) -> &'static str {
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     match ext.as_slice() {
-        b"txt" | b"log" | b"md" | b"csv" | b"conf" | b"toml" | b"ini" => "text/plain; charset=utf-8",
+        b"txt" | b"log" | b"md" | b"csv" | b"conf" | b"toml" | b"ini" => {
+            "text/plain; charset=utf-8"
+        }
         b"html" | b"htm" => "text/html; charset=utf-8",
         b"pdf" => "application/pdf",
         b"jpg" | b"jpeg" => "image/jpeg",
@@ -260,7 +262,11 @@ impl<'a> Sink<'a> {
                     _ => {
                         h.set_entry_type(tar::EntryType::Symlink);
                         let target = e.target.clone().unwrap_or_default();
-                        b.append_link(&mut h, path, Path::new(std::ffi::OsStr::from_bytes(&target)))
+                        b.append_link(
+                            &mut h,
+                            path,
+                            Path::new(std::ffi::OsStr::from_bytes(&target)),
+                        )
                     }
                 }
             }
@@ -272,7 +278,13 @@ impl<'a> Sink<'a> {
                 (Kind::Dir, _) => z.add(name, ZipKind::Dir, 0, mode, mtime),
                 _ => {
                     let target = e.target.clone().unwrap_or_default();
-                    z.add(name, ZipKind::Symlink(&target), target.len() as u64, 0o777, mtime)
+                    z.add(
+                        name,
+                        ZipKind::Symlink(&target),
+                        target.len() as u64,
+                        0o777,
+                        mtime,
+                    )
                 }
             },
         }

@@ -223,7 +223,12 @@ fn read_before(
     match stream.read(buf) {
         Ok(0) => Err(ReadError::Gone),
         Ok(n) => Ok(n),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(if started { timeout } else { ReadError::Gone })
         }
         Err(_) => Err(ReadError::Gone),

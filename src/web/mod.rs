@@ -4,8 +4,8 @@
 //! `snapnest status` reads (the daemon's status file and the catalog); actions go through
 //! the daemon's request queue.
 
-pub mod auth;
 mod api;
+pub mod auth;
 mod browse;
 mod download;
 pub mod http;
@@ -30,7 +30,10 @@ pub struct App {
 
 impl App {
     fn config(&self) -> Config {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn web(&self) -> Web {

@@ -140,7 +140,10 @@ pub fn route(app: &App, req: &Request) -> Response {
         if let Who::Session { .. } = &who {
             let token = req.form("csrf").unwrap_or_default();
             if !same_origin(req) || !auth::same(token.as_bytes(), who.csrf().as_bytes()) {
-                return Response::text(403, "stale or missing form token: reload the page and try again\n");
+                return Response::text(
+                    403,
+                    "stale or missing form token: reload the page and try again\n",
+                );
             }
         }
         return action(&config, &who, app, &s);
@@ -209,7 +212,10 @@ fn action(config: &Config, who: &Who, app: &App, s: &[&[u8]]) -> Response {
             let done = if *act == b"backup" {
                 match queue::submit(state_dir, &host.name) {
                     Ok(_) => {
-                        logging::info(format!("host={} backup requested on the web page", host.name));
+                        logging::info(format!(
+                            "host={} backup requested on the web page",
+                            host.name
+                        ));
                         "queued"
                     }
                     Err(e) => return Response::text(500, format!("{e}\n")),
@@ -217,7 +223,10 @@ fn action(config: &Config, who: &Who, app: &App, s: &[&[u8]]) -> Response {
             } else {
                 match queue::cancel(state_dir, &host.name) {
                     Ok(()) => {
-                        logging::info(format!("host={} cancel requested on the web page", host.name));
+                        logging::info(format!(
+                            "host={} cancel requested on the web page",
+                            host.name
+                        ));
                         "cancel"
                     }
                     Err(e) => return Response::text(500, format!("{e}\n")),

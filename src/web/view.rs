@@ -22,7 +22,7 @@ impl Chrome {
         Chrome {
             title: title.into(),
             refresh: 0,
-            logged_in: who.authenticated(),
+            logged_in: matches!(who, Who::Session { .. }),
             csrf: who.csrf().to_string(),
         }
     }
