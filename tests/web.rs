@@ -500,3 +500,32 @@ fn cancel_stops_a_running_backup_through_the_daemon_queue() {
     assert!(web.daemon.log_text().contains("host=lap cancel requested"));
     assert!(web.setup.snapshots("lap").is_empty(), "nothing published");
 }
+
+#[test]
+fn passwd_prints_a_config_line_that_logs_in() {
+    use std::process::{Command, Stdio};
+    let run = |input: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+            .arg("passwd")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run("a long passphrase\n");
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let hash = line
+        .strip_prefix("password_hash = \"")
+        .and_then(|l| l.trim_end().strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{line}"));
+    let parsed = snapnest::web::auth::PasswordHash::parse(hash).unwrap();
+    assert!(parsed.verify("a long passphrase"));
+    assert!(!parsed.verify("a long passphrase\n"));
+    let short = run("short\n");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(short.stdout.is_empty());
+}

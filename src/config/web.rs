@@ -90,3 +90,55 @@ impl Validator<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(web: &str) -> crate::Result<Config> {
+        Config::parse(
+            &format!("[storage]\npath = \"/mnt/usb\"\n\n[web]\n{web}\n"),
+            Path::new("/etc/snapnest/snapnest.toml"),
+        )
+    }
+
+    #[test]
+    fn defaults_to_loopback_and_needs_a_way_in() {
+        let c = parse("token = \"0123456789abcdef0\"").unwrap();
+        let w = c.web.unwrap();
+        assert_eq!(w.listen.to_string(), "127.0.0.1:8080");
+        assert!(!w.public_read);
+        let e = parse("listen = \"0.0.0.0:8080\"").unwrap_err().to_string();
+        assert!(
+            e.contains("line 4") && e.contains("nobody could use the page"),
+            "{e}"
+        );
+        assert!(parse("public_read = true").is_ok());
+        assert!(Config::parse("[storage]\npath = \"/x\"\n", Path::new("/c"))
+            .unwrap()
+            .web
+            .is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = parse("listen = \"router:80\"\npublic_read = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("web.listen") && e.contains("line 5"), "{e}");
+        let e = parse("password_hash = \"hunter2\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("web.password_hash") && e.contains("snapnest passwd"),
+            "{e}"
+        );
+        let e = parse("token = \"short\"").unwrap_err().to_string();
+        assert!(e.contains("web.token"), "{e}");
+        let e = parse("public_read = true\nport = 80")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port"), "{e}");
+    }
+}

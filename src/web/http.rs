@@ -299,7 +299,7 @@ impl Response {
         // Pages are self-contained: no scripts at all, styles and images inline only.
         out.write_all(
             b"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'\r\n\
-              X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nConnection: close\r\n",
+              X-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\nConnection: close\r\n",
         )?;
         match self.body {
             Body::Bytes(b) => {

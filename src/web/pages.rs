@@ -49,7 +49,7 @@ pub fn overall(hs: Option<&HostStatus>, last_good: Option<i64>) -> (&'static str
         HostState::Manual => "backed up on request only".into(),
         HostState::Queued { requested: true } => "requested, starting".into(),
         HostState::Queued { .. } => "due, starting".into(),
-        HostState::Running(_) => "running".into(),
+        HostState::Running(r) => format!("since {}", view::date(r.started_ms)),
         HostState::Away { why, .. } => format!("away: {why}"),
         HostState::Blackout { until_ms } => format!("blackout until {}", view::date(*until_ms)),
         HostState::Backoff { until_ms } => format!(
@@ -140,11 +140,12 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
         .iter()
         .map(|h| {
             let hs = src.host(&h.name);
+            // The newest finished run: a running one has no counters yet.
             let last_run = src
                 .catalog
                 .as_ref()
-                .and_then(|c| c.runs(&h.name, 1).ok())
-                .and_then(|mut r| r.pop());
+                .and_then(|c| c.runs(&h.name, 2).ok())
+                .and_then(|r| r.into_iter().find(|r| r.state != "running"));
             let last_good = hs.and_then(|s| s.last_good_ms).or_else(|| {
                 src.catalog
                     .as_ref()
@@ -156,6 +157,10 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
                 Some(HostState::Running(r)) => {
                     any_running = true;
                     Some(Progress::from(r))
+                }
+                Some(HostState::Queued { .. }) => {
+                    any_running = true;
+                    None
                 }
                 _ => None,
             };
@@ -270,6 +275,7 @@ struct Chart {
     height: u32,
     bars: Vec<(u32, u32, u32, u32, String)>,
     line: String,
+    dots: Vec<(u32, u32)>,
     max_bytes: String,
     max_duration: String,
 }
@@ -279,7 +285,9 @@ fn chart(runs: &[crate::catalog::RunDetail]) -> Chart {
     if runs.is_empty() {
         return Chart::default();
     }
-    let (w, h, step) = (600u32, 100u32, 600 / runs.len().max(1) as u32);
+    // At most 40 units a run, so a new host's first run is a bar, not a wall.
+    let (h, step) = (100u32, (600 / runs.len().max(1) as u32).min(40));
+    let w = step * runs.len() as u32;
     let dur = |r: &crate::catalog::RunDetail| {
         r.finished_ms.map_or(0, |f| (f - r.started_ms).max(0)) as u64
     };
@@ -309,6 +317,7 @@ fn chart(runs: &[crate::catalog::RunDetail]) -> Chart {
         ));
         let y = h - 2 - ((dur(r) as f64 / max_d as f64) * (h - 4) as f64) as u32;
         c.line.push_str(&format!("{},{} ", x + step / 2, y));
+        c.dots.push((x + step / 2, y));
     }
     c
 }

@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+pub mod cdp;
+
 use crate::common::{free_port, DaemonProc, Setup};
 
 pub const PASSWORD: &str = "correct horse battery";
