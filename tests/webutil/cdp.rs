@@ -90,6 +90,11 @@ impl Browser {
     }
 
     fn send(&mut self, method: &str, params: Value, session: bool) -> Value {
+        self.try_send(method, params, session)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    fn try_send(&mut self, method: &str, params: Value, session: bool) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -103,9 +108,9 @@ impl Browser {
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
             if v["id"].as_u64() == Some(id) {
                 if let Some(e) = v.get("error") {
-                    panic!("{method}: {e}");
+                    return Err(e.clone());
                 }
-                return v["result"].clone();
+                return Ok(v["result"].clone());
             }
         }
     }
@@ -126,12 +131,17 @@ impl Browser {
     }
 
     /// Evaluate a JavaScript expression in the page; its JSON value.
+    /// A page that is navigating (a click, its own refresh) has no context for a moment:
+    /// such an evaluation is retried.
     pub fn eval(&mut self, js: &str) -> Value {
-        let r = self.call(
-            "Runtime.evaluate",
-            json!({"expression": js, "returnByValue": true}),
-        );
-        r["result"]["value"].clone()
+        let params = json!({"expression": js, "returnByValue": true});
+        for _ in 0..100 {
+            match self.try_send("Runtime.evaluate", params.clone(), true) {
+                Ok(r) => return r["result"]["value"].clone(),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        panic!("the page never settled to evaluate {js}");
     }
 
     /// Wait until `js` is true in the page (checked every 100 ms, across navigations).
