@@ -57,9 +57,12 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         config.hosts.len()
     ));
     // The web page reads the status file and catalog like `snapnest status` does; it
-    // only needs the config.
+    // only needs the config. Backups matter more than the page: if it can't listen (port
+    // taken), that is logged and the daemon runs on without it.
     let web = match &config.web {
-        Some(_) => Some(crate::web::start(config.clone())?),
+        Some(_) => crate::web::start(config.clone())
+            .map_err(|e| logging::error(format!("{e}; running without the web page")))
+            .ok(),
         None => None,
     };
     let mut d = tick::Daemon::new(config, config_path.to_path_buf());
