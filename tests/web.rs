@@ -529,3 +529,30 @@ fn passwd_prints_a_config_line_that_logs_in() {
     assert_eq!(short.status.code(), Some(2));
     assert!(short.stdout.is_empty());
 }
+
+#[test]
+fn a_taken_port_is_logged_and_backups_go_on() {
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("f"), b"x", 1_700_000_000_000_000_000);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let setup = common::Setup::new(&local_host("lap", src.path()), "");
+    setup.init();
+    setup.with_daemon_table("");
+    let mut text = fs::read_to_string(&setup.config).unwrap();
+    text.push_str(&format!(
+        "\n[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n"
+    ));
+    fs::write(&setup.config, text).unwrap();
+    let daemon = setup.start_daemon();
+    wait_until(
+        "the scheduled first backup",
+        Duration::from_secs(20),
+        || setup.storage.join("lap").exists() && !setup.snapshots("lap").is_empty(),
+    );
+    assert!(
+        daemon.log_text().contains("running without the web page"),
+        "{}",
+        daemon.log_text()
+    );
+}

@@ -101,6 +101,7 @@ impl Catalog {
             ))
             .map_err(e)?;
         let mut out: Vec<Entry> = Vec::new();
+        let mut listed_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
         let mut from = lo.clone();
         loop {
             let Some(row) = st
@@ -118,6 +119,9 @@ impl Catalog {
                     }
                     // A direct child; the next candidate is anything after it.
                     from = [&row.path[..], b"\0"].concat();
+                    if row.kind == Kind::Dir {
+                        listed_dirs.insert(row.path.clone());
+                    }
                     out.push(row);
                 }
                 Some(i) => {
@@ -125,7 +129,9 @@ impl Catalog {
                     // own is shown as a plain folder.
                     let child = [&lo[..], &rest[..i]].concat();
                     from = [&child[..], b"0"].concat();
-                    if out.last().is_some_and(|l| l.path == child) {
+                    // Its own entry may be a few rows back: `c-1` and `c.txt` sort between
+                    // `c` and `c/x`.
+                    if listed_dirs.contains(&child) {
                         continue;
                     }
                     if out.len() >= limit {
@@ -205,5 +211,109 @@ impl Catalog {
             })
             .map_err(e)?;
         rows.collect::<rusqlite::Result<_>>().map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Outcome, Stats};
+
+    fn entry(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            size: 1,
+            mtime_ns: 0,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            target: None,
+        }
+    }
+
+    /// A manifest where siblings sort between a folder and its contents (`c-1`, `c.txt`
+    /// come after `c` but before `c/x`), and one folder (`n`) has no entry of its own.
+    fn catalog() -> (tempfile::TempDir, Catalog, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let run = c.begin_run("h", 0).unwrap();
+        let mut entries = vec![
+            entry("home", Kind::Dir),
+            entry("home/c", Kind::Dir),
+            entry("home/c-1", Kind::File),
+            entry("home/c.txt", Kind::File),
+            entry("home/c/x", Kind::File),
+            entry("home/c/y", Kind::Dir),
+            entry("home/c/y/z", Kind::File),
+            entry("home/d", Kind::Symlink),
+            entry("home/n/deep/file", Kind::File),
+            entry("homes", Kind::File),
+        ];
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let dirty = vec![false; entries.len()];
+        let id = c
+            .add_snapshot(
+                "h",
+                "s1",
+                run,
+                Outcome::Good,
+                &Stats::default(),
+                0,
+                0,
+                &entries,
+                &dirty,
+            )
+            .unwrap();
+        (dir, c, id)
+    }
+
+    fn names(v: &[Entry]) -> Vec<String> {
+        v.iter()
+            .map(|e| format!("{}:{}", String::from_utf8_lossy(&e.path), e.kind.code()))
+            .collect()
+    }
+
+    #[test]
+    fn children_are_direct_only_in_name_order() {
+        let (_d, c, id) = catalog();
+        let (root, more) = c.children(id, b"", 100).unwrap();
+        assert_eq!(names(&root), ["home:d", "homes:f"]);
+        assert!(!more);
+        let (home, _) = c.children(id, b"home", 100).unwrap();
+        assert_eq!(
+            names(&home),
+            [
+                "home/c:d",
+                "home/c-1:f",
+                "home/c.txt:f",
+                "home/d:l",
+                "home/n:d"
+            ]
+        );
+        let (cc, _) = c.children(id, b"home/c", 100).unwrap();
+        assert_eq!(names(&cc), ["home/c/x:f", "home/c/y:d"]);
+        let (two, more) = c.children(id, b"home", 2).unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(more);
+        assert!(c.has_children(id, b"home/n").unwrap());
+        assert!(!c.has_children(id, b"home/c-1").unwrap());
+    }
+
+    #[test]
+    fn pages_cover_a_subtree_exactly_once() {
+        let (_d, c, id) = catalog();
+        let mut all = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = c.entries_page(id, b"home/c", after.as_deref(), 2).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.path.clone());
+            all.extend(page);
+        }
+        assert_eq!(
+            names(&all),
+            ["home/c:d", "home/c/x:f", "home/c/y:d", "home/c/y/z:f"]
+        );
     }
 }
