@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod error;
 pub mod hooks;
 pub mod job;
+pub mod localtime;
 pub mod logging;
 pub mod model;
 pub mod prune;

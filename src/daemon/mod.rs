@@ -56,6 +56,12 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         config.storage.display(),
         config.hosts.len()
     ));
+    let again = queue::recover(&config.daemon.state_dir);
+    if again > 0 {
+        logging::info(format!(
+            "{again} run-now request(s) taken by an earlier daemon but not answered: queued again"
+        ));
+    }
     // The web page reads the status file and catalog like `snapnest status` does; it
     // only needs the config. Backups matter more than the page: if it can't listen (port
     // taken), that is logged and the daemon runs on without it.

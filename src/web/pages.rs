@@ -47,7 +47,9 @@ pub fn overall(hs: Option<&HostStatus>, last_good: Option<i64>) -> (&'static str
     let detail = match &hs.state {
         HostState::Scheduled => "scheduled".to_string(),
         HostState::Manual => "backed up on request only".into(),
-        HostState::Queued { requested: true } => "requested, starting".into(),
+        HostState::Queued {
+            requested: true, ..
+        } => "requested, starting".into(),
         HostState::Queued { .. } => "due, starting".into(),
         HostState::Running(r) => format!("since {}", view::date(r.started_ms)),
         HostState::Away { why, .. } => format!("away: {why}"),
@@ -59,10 +61,12 @@ pub fn overall(hs: Option<&HostStatus>, last_good: Option<i64>) -> (&'static str
         ),
         HostState::WaitingForDisk => "due, but the backup disk is missing".into(),
         HostState::WaitingForStorage { holder } => format!("waiting: storage in use by {holder}"),
+        HostState::CatalogUnreadable { why } => format!("held: the catalog can't be read: {why}"),
     };
     let word = match &hs.state {
         HostState::Running(_) => "running",
         HostState::WaitingForDisk => "waiting for disk",
+        HostState::CatalogUnreadable { .. } => "failing",
         _ if hs.failures > 0 || hs.last_result.as_deref() == Some("failed") => "failing",
         _ if last_good.is_none() => "never",
         _ if hs.late => "late",
