@@ -21,5 +21,6 @@ pub mod runner;
 pub mod schedule;
 pub mod source;
 pub mod storage;
+pub mod web;
 
 pub use error::{Error, Result};

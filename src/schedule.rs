@@ -40,6 +40,11 @@ pub struct CronSpec {
 }
 
 impl CronSpec {
+    /// The line as the user wrote it, for status pages.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Errors are whole sentences with an example, for "config FILE, line N, key K: …".
     pub fn parse(s: &str) -> Result<CronSpec, String> {
         let text = s.trim();

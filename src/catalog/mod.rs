@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
 
 mod history;
+mod web;
 mod schema;
 pub use history::HostHistory;
+pub use web::RunDetail;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
 
 pub struct Catalog {

@@ -14,6 +14,7 @@ use crate::storage::{InitOutcome, Storage};
 
 mod authorize;
 mod backup;
+mod passwd;
 mod status;
 pub use backup::backup_with_progress;
 
@@ -93,6 +94,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Read a password from the terminal (or stdin) and print the `password_hash = …` line
+    /// for the config's [web] table.
+    Passwd,
     /// Try snapnest without SSH: back up a sample folder into ./snapnest-data.
     Quickstart {
         /// Where to put the sample folder, config and storage.
@@ -219,6 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Quickstart { dir } => crate::quickstart::run(dir),
+        Command::Passwd => passwd::passwd(),
     }
 }
 

@@ -5,6 +5,7 @@ mod automation;
 pub mod rate;
 mod raw;
 pub mod rules;
+pub mod web;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 pub use automation::{Automation, Daemon};
 use raw::{RawConfig, RawHost};
 pub use rules::Rules;
+pub use web::Web;
 
 pub const DEFAULT_PATH: &str = "/etc/snapnest/snapnest.toml";
 pub const ENV_VAR: &str = "SNAPNEST_CONFIG";
@@ -28,6 +30,8 @@ pub struct Config {
     pub min_free: Option<crate::retention::MinFree>,
     pub daemon: Daemon,
     pub hosts: Vec<Host>,
+    /// The status web page; None without a `[web]` table.
+    pub web: Option<Web>,
 }
 
 #[derive(Clone, Debug)]
@@ -219,6 +223,7 @@ impl Validator<'_> {
             min_free,
             daemon: self.daemon(raw.daemon)?,
             hosts,
+            web: self.web(raw.web)?,
         })
     }
 

@@ -13,6 +13,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub host: Vec<Spanned<RawHost>>,
     pub daemon: Option<Spanned<RawDaemon>>,
+    pub web: Option<Spanned<super::web::RawWeb>>,
 }
 
 #[derive(Debug, Deserialize)]

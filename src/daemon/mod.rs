@@ -62,6 +62,15 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
             "{again} run-now request(s) taken by an earlier daemon but not answered: queued again"
         ));
     }
+    // The web page reads the status file and catalog like `snapnest status` does; it
+    // only needs the config. Backups matter more than the page: if it can't listen (port
+    // taken), that is logged and the daemon runs on without it.
+    let web = match &config.web {
+        Some(_) => crate::web::start(config.clone())
+            .map_err(|e| logging::error(format!("{e}; running without the web page")))
+            .ok(),
+        None => None,
+    };
     let mut d = tick::Daemon::new(config, config_path.to_path_buf());
     loop {
         if signals.stop.load(Ordering::SeqCst) {
@@ -69,6 +78,9 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         }
         if signals.reload.swap(false, Ordering::SeqCst) {
             reload(&mut d, config_path);
+            if let Some(w) = &web {
+                w.set_config(d.config.clone());
+            }
         }
         d.tick();
         d.wait(Duration::from_millis(500));

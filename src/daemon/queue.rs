@@ -49,6 +49,37 @@ fn dir(state_dir: &Path) -> PathBuf {
 
 /// Ask the daemon to back up `host`; returns the request id to wait on.
 pub fn submit(state_dir: &Path, host: &str) -> Result<String> {
+    drop_file(state_dir, host, "req")
+}
+
+/// Ask the daemon to stop `host`'s running backup at its next checkpoint (its staging
+/// folder stays for the next run). Scheduled runs of the host then wait a while; a
+/// request still runs at once.
+pub fn cancel(state_dir: &Path, host: &str) -> Result<()> {
+    drop_file(state_dir, host, "cancel").map(|_| ())
+}
+
+/// Hosts whose running backup should stop. Taking one removes its file; one older than a
+/// minute (left while no daemon ran) is dropped: it was about a run that is long gone.
+pub fn take_cancels(state_dir: &Path) -> Vec<String> {
+    let d = dir(state_dir);
+    let mut out = Vec::new();
+    for n in names_ending(&d, ".cancel") {
+        let p = d.join(&n);
+        let fresh = fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(60));
+        if let (true, Ok(host)) = (fresh, fs::read_to_string(&p)) {
+            out.push(host.trim().to_string());
+        }
+        let _ = fs::remove_file(&p);
+    }
+    out
+}
+
+fn drop_file(state_dir: &Path, host: &str, ext: &str) -> Result<String> {
     let d = dir(state_dir);
     fs::create_dir_all(&d).at(&d, "creating queue folder")?;
     let id = format!(
@@ -60,7 +91,7 @@ pub fn submit(state_dir: &Path, host: &str) -> Result<String> {
     // Written under a temporary name so the daemon never reads half a request.
     let tmp = d.join(format!(".{id}.tmp"));
     fs::write(&tmp, host).at(&tmp, "writing request")?;
-    let req = d.join(format!("{id}.req"));
+    let req = d.join(format!("{id}.{ext}"));
     fs::rename(&tmp, &req).at(&req, "writing request")?;
     Ok(id)
 }

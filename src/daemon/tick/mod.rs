@@ -73,6 +73,8 @@ struct Slot {
     presence: Option<Presence>,
     /// Why `history` could not be read, while it cannot (logged once per new message).
     catalog_error: Option<String>,
+    /// A cancelled run's host is not started by its schedule again before this.
+    held_until: Option<Instant>,
 }
 
 /// What the free-space floor has deleted lately, to notice deletions that free nothing.
@@ -85,6 +87,9 @@ pub(super) struct SpaceDeletions {
     /// Stop deleting until then: something other than snapshots fills the disk.
     pub hold_until: Option<Instant>,
 }
+
+/// How long a cancel holds a host's scheduled runs back (else a due host restarts at once).
+const CANCEL_HOLD: Duration = Duration::from_secs(3600);
 
 pub struct Daemon {
     pub config: Config,
@@ -258,6 +263,15 @@ impl Daemon {
 
     fn take_requests(&mut self) {
         let dir = self.config.daemon.state_dir.clone();
+        for host in queue::take_cancels(&dir) {
+            if let Some(slot) = self.slots.get_mut(&host) {
+                slot.held_until = Some(Instant::now() + CANCEL_HOLD);
+                if let Some(Activity::Running { progress, .. }) = &slot.activity {
+                    logging::info(format!("host={host} cancel requested"));
+                    progress.cancel();
+                }
+            }
+        }
         for r in queue::take_all(&dir) {
             let r = match r {
                 Ok(r) => r,
@@ -423,7 +437,8 @@ impl Daemon {
                 Due::At(t) => (t <= now, t.timestamp_millis()),
                 Due::Manual => (false, i64::MAX),
             };
-            if !requested && !due {
+            let held = slot.held_until.is_some_and(|t| t > Instant::now());
+            if !requested && (!due || held) {
                 let s = if matches!(sched.due_at(last_good, now, &Local), Due::Manual) {
                     HostState::Manual
                 } else {
