@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dest;
 pub mod error;
 pub mod hooks;
 pub mod job;
@@ -19,5 +20,7 @@ pub mod runner;
 pub mod schedule;
 pub mod source;
 pub mod storage;
+pub mod store;
+pub mod strategy;
 
 pub use error::{Error, Result};

@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
 
+mod dest;
 mod history;
+pub use dest::StrategyInfo;
 mod schema;
 pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};

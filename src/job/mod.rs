@@ -21,7 +21,9 @@ use crate::model::{Entry, FileProblem, Kind, Outcome, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 pub use progress::{progress_line, Progress, ProgressView};
-use publish::{point_latest, snapshot_name, staging_dir};
+use publish::{point_latest, snapshot_name};
+pub use publish::{find_staging, new_staging_path, staging_dir};
+use crate::strategy::{Active, Strategy};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
 
@@ -33,9 +35,21 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         let _lock = storage.lock_host(&host.name)?;
         let mut catalog = storage.catalog()?;
         let host_dir = storage.host_dir(&host.name)?;
+        // The disk is still the one probed, or it is probed again now.
+        let active = Active::load(storage, &catalog, &host.strategy)?;
+        if let Some(why) = &active.reprobed {
+            crate::logging::info(format!(
+                "storage {}: {why}; strategy {}",
+                storage.root().display(),
+                active.strategy.name()
+            ));
+        }
         catalog.recover(&host.name, |name| host_dir.join(name).is_dir())?;
         // A crash between rename and `latest` leaves the link one snapshot behind.
-        if let Some(newest) = catalog.latest_snapshot(&host.name)? {
+        if let Some(newest) = catalog
+            .latest_snapshot(&host.name)?
+            .filter(|_| active.findings.symlinks.ok)
+        {
             if std::fs::read_link(host_dir.join("latest")).ok().as_deref()
                 != Some(Path::new(&newest.name))
             {
@@ -45,6 +59,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         let run_id = catalog.begin_run(&host.name, now_ms())?;
         report.run_id = Some(run_id);
         let outcome = run(
+            &active,
             &mut catalog,
             run_id,
             &host_dir,
@@ -81,7 +96,9 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
     report
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
+    active: &Active,
     catalog: &mut Catalog,
     run_id: i64,
     host_dir: &Path,
@@ -146,11 +163,17 @@ fn run(
     }
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
 
-    let (staging, resuming) = staging_dir(host_dir)?;
+    let (staging, resuming) = active.staging(host_dir, prev_root.as_deref())?;
     let stage = Stage {
         root: staging.clone(),
-        preserve_owner,
+        preserve_owner: preserve_owner && active.findings.owner_kept.ok,
+        keep: active.keep(),
     };
+    if let (true, Strategy::History, Some(prev), Some(root)) =
+        (resuming, active.strategy, &prev, &prev_root)
+    {
+        crate::strategy::history::give_back(catalog, prev.id, &stage, root)?;
+    }
     if resuming {
         stage
             .remove_unlisted(&entries)
@@ -190,12 +213,14 @@ fn run(
                 Err(err) => return Err(Error::io(stage.path(e), "creating folder", err)),
             },
             Kind::File => {
-                if resuming && stage.complete(e) {
+                // A btrfs staging snapshot holds the previous copies: only unchanged ones count.
+                let trusted = active.strategy != Strategy::Btrfs || unchanged[i];
+                if resuming && trusted && stage.complete(e) {
                     stats.resumed += 1;
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
-                    (Some(root), true) => stage.link(root, e).at(stage.path(e), "linking")?,
+                    (Some(root), true) => active.share(&stage, root, e).at(stage.path(e), "linking")?,
                     _ => Linked::No,
                 };
                 match linked {
@@ -423,13 +448,17 @@ fn run(
         &manifest,
         &manifest_dirty,
     )?;
+    catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;
     let final_path = host_dir.join(&name);
     fs::rename(&staging, &final_path).at(&final_path, "publishing snapshot")?;
     sync_dir(host_dir)?;
-    point_latest(host_dir, &name)?;
+    active.published(&final_path)?;
+    if active.findings.symlinks.ok {
+        point_latest(host_dir, &name)?;
+    }
     catalog.publish(snapshot_id)?;
     report.snapshot = Some(name);
     Ok(())

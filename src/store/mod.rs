@@ -1,0 +1,3 @@
+//! How snapshot paths are stored on disks that refuse some names.
+
+pub mod names;
