@@ -22,6 +22,47 @@ pub struct StrategyInfo {
     pub filesystem: String,
 }
 
+/// A connection in `journal` mode ("WAL" where the disk allows: a crash loses at most the
+/// last commits, never consistency), checked with a first read.
+pub(super) fn open_connection(
+    path: &std::path::Path,
+    journal: &str,
+) -> Result<rusqlite::Connection> {
+    let err = |action| super::err_at(path, action);
+    let conn = rusqlite::Connection::open(path).map_err(err("opening"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err("configuring"))?;
+    conn.pragma_update(None, "journal_mode", journal)
+        .map_err(err("setting journal mode"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err("configuring"))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(err("reading"))?;
+    Ok(conn)
+}
+
+pub(super) fn is_shm_error(e: &rusqlite::Error) -> bool {
+    const SHMOPEN: i32 = 10 | (18 << 8);
+    const SHMSIZE: i32 = 10 | (19 << 8);
+    const SHMMAP: i32 = 10 | (21 << 8);
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.extended_code, SHMOPEN | SHMSIZE | SHMMAP))
+}
+
+/// Switch a WAL catalog to a rollback journal without shared memory (exclusive locking
+/// reads a WAL database without it).
+pub(super) fn leave_wal(path: &std::path::Path) -> Result<()> {
+    let err = |action| super::err_at(path, action);
+    let conn = rusqlite::Connection::open(path).map_err(err("opening"))?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(err("configuring"))?;
+    conn.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(err("leaving WAL mode"))?;
+    Ok(())
+}
+
 impl Catalog {
     fn meta_get(&self, key: &str) -> Result<Option<String>> {
         self.conn

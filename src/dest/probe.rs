@@ -68,6 +68,9 @@ pub struct Findings {
     pub reflink: Check,
     pub btrfs_snapshots: Check,
     pub durable_on_close: Check,
+    /// Data appended to an existing file through a new descriptor reads back (the catalog
+    /// depends on it; fusefat 1.0 loses it).
+    pub appends_kept: Check,
     pub loop_mount: Check,
     pub free_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
@@ -208,6 +211,7 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
         }
         _ => Check::yes("written through the kernel (fsync honoured)"),
     };
+    let appends_kept = appends(s)?;
     let loop_mount = loop_mount(s, max_file_size);
     let (free_bytes, total_bytes) = space(dir);
     Ok(Findings {
@@ -230,6 +234,7 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
         reflink,
         btrfs_snapshots,
         durable_on_close,
+        appends_kept,
         loop_mount,
         free_bytes,
         total_bytes,
@@ -269,14 +274,50 @@ fn link_limit(s: &Path, a: &Path, family: Family, magic: i64) -> (Option<u64>, S
     }
 }
 
+/// Write 4 KiB, close, reopen, write the next 4 KiB: SQLite does this on every commit.
+fn appends(s: &Path) -> Result<Check> {
+    let p = s.join("append");
+    let first: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let second: Vec<u8> = first.iter().map(|b| b ^ 0x5a).collect();
+    let r = (|| -> io::Result<Vec<u8>> {
+        File::create(&p)?.write_all_at(&first, 0)?;
+        let f = OpenOptions::new().read(true).write(true).open(&p)?;
+        f.write_all_at(&second, 4096)?;
+        f.sync_all()?;
+        drop(f);
+        fs::read(&p)
+    })();
+    Ok(match r {
+        Ok(back) if back == [first, second].concat() => {
+            Check::yes("appended 4 KiB to a reopened file, read back intact")
+        }
+        Ok(back) => Check::no(format!(
+            "appended 4 KiB to a reopened 4 KiB file: read back {} bytes{}",
+            back.len(),
+            if back.len() == 8192 {
+                " that differ"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => Check::no(format!("appending to a reopened file: {e}")),
+    })
+}
+
 /// Set a time with nine sub-second digits and an odd second; see what survives.
 fn mtime_step(a: &Path) -> Result<u64> {
+    // By path, not through a descriptor: FUSE filesystems stamp the time of the last
+    // write when a descriptor opened for writing is closed.
     let set = |ns: i64| -> io::Result<i64> {
-        let t = crate::job::stage::system_time(ns);
-        File::options()
-            .write(true)
-            .open(a)?
-            .set_times(fs::FileTimes::new().set_modified(t))?;
+        let ts = rustix::fs::Timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, a, &times, rustix::fs::AtFlags::empty())?;
         let m = fs::metadata(a)?;
         Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
     };
@@ -510,6 +551,7 @@ impl Findings {
             ("reflink", c(&self.reflink)),
             ("btrfs snapshots", c(&self.btrfs_snapshots)),
             ("stored at close", c(&self.durable_on_close)),
+            ("appends kept", c(&self.appends_kept)),
             ("loop mount", c(&self.loop_mount)),
             (
                 "free space",

@@ -117,6 +117,14 @@ pub struct Choice {
 /// Pick a strategy: the first that fits (btrfs, hard links, history), or the named one if
 /// it fits; a named one that cannot work is refused with the probe's reason.
 pub fn choose(f: &Findings, wanted: &Wanted) -> Result<Choice> {
+    if !f.appends_kept.ok {
+        return Err(Error::Other(format!(
+            "{} ({}) cannot hold snapnest's catalog: this filesystem driver loses data written to existing files ({}). Use another disk, or mount this one with the kernel's driver",
+            f.path.display(),
+            f.filesystem,
+            f.appends_kept.detail
+        )));
+    }
     let mut reasons = Vec::new();
     match wanted {
         Wanted::Named(s) => match s.fits(f) {
