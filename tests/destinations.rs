@@ -444,6 +444,31 @@ fn tmpfs_hard_links() {
     assert_shared_by_links(&t);
 }
 
+#[test]
+fn ntfs_hard_links_with_modes_in_the_manifest() {
+    let Some(m) = mount(Fs::Ntfs, 64) else { return };
+    check_probe(
+        &m,
+        &Expect {
+            hard_links: true,
+            symlinks: true,
+            mtime_step_ns: 100,
+            mode: false,
+            case_sensitive: true,
+            refuses_colon: false,
+            max_file_size: None,
+            sparse: true,
+            reflink: false,
+            btrfs: false,
+            strategy: "hardlink",
+        },
+    );
+    let v = probe_json(&m.mnt);
+    assert_eq!(v["filesystem"].as_str(), Some("ntfs (ntfs-3g)"), "{v:#}");
+    let t = round_trip(&m, "");
+    assert_shared_by_links(&t);
+}
+
 /// Copy-with-history: the older snapshot keeps only what the second run replaced or deleted.
 fn assert_history_layout(t: &Trip) {
     assert_eq!(t.strategy, "history");
@@ -612,4 +637,100 @@ fn another_disk_under_the_same_marker_is_probed_again() {
         2,
         "both snapshots listed: {list}"
     );
+}
+
+/// Three snapshots, the middle one pruned: the first and the last still restore exactly.
+/// For copy-with-history the first snapshot's copy of a file that stayed the same into the
+/// second run lives in the second snapshot's folder, and must survive its pruning.
+fn prune_the_middle(m: &Mounted) -> Vec<PathBuf> {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    odd_tree(&src);
+    let store = m.mnt.join("store");
+    fs::create_dir(&store).unwrap();
+    let config = work.path().join("snapnest.toml");
+    // One day, three snapshots: `daily = 2` keeps the newest and, short of a second day,
+    // the oldest.
+    fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"{}\"\n\n{}keep = {{ daily = 2 }}\n",
+            store.display(),
+            local_host("box", &src)
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = snapnest(&config, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        text(&out)
+    };
+    run(&["init"]);
+    let first = work.path().join("first");
+    keep_copy(&src, &first);
+    run(&["backup", "box"]);
+    write_file(
+        &src.join("added.txt"),
+        b"added in run 2\n",
+        1_700_200_000_000_000_000,
+    );
+    set_dir_mtime(&src, 1_700_200_000_000_000_000);
+    run(&["backup", "box"]);
+    // Unchanged from run 1 to run 2, replaced in run 3.
+    write_file(
+        &src.join("docs/deep/er/notes.md"),
+        b"# rewritten\n",
+        1_700_300_000_000_000_000,
+    );
+    set_dir_mtime(&src.join("docs/deep/er"), 1_700_300_000_000_000_000);
+    let third = work.path().join("third");
+    keep_copy(&src, &third);
+    run(&["backup", "box"]);
+    let t = run(&["prune", "box"]);
+    assert!(t.contains("pruned 1 snapshot"), "{t}");
+    let mut left: Vec<PathBuf> = fs::read_dir(store.join("box"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    for (snap, expected) in left.iter().zip([&first, &third]) {
+        let name = snap.file_name().unwrap().to_str().unwrap();
+        let to = work.path().join(format!("restored-{name}"));
+        run(&["restore", "box", name, "/", "--to", to.to_str().unwrap()]);
+        assert_same_tree(expected, &in_snap(&to, &src));
+    }
+    left
+}
+
+#[test]
+fn exfat_history_survives_pruning_the_middle_snapshot() {
+    let Some(m) = mount(Fs::Exfat, 64) else {
+        return;
+    };
+    prune_the_middle(&m);
+}
+
+#[test]
+fn btrfs_pruning_deletes_the_subvolume() {
+    let Some(m) = mount(Fs::Btrfs, 160) else {
+        return;
+    };
+    let left = prune_the_middle(&m);
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "list", "-o"])
+        .arg(m.mnt.join("store/box"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(
+        t.lines().count(),
+        2,
+        "only the two kept snapshots remain: {t}"
+    );
+    for s in left {
+        assert!(t.contains(s.file_name().unwrap().to_str().unwrap()), "{t}");
+    }
 }

@@ -237,15 +237,15 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
         println!("{line}");
     }
     println!(
-        "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8} {}",
-        "HOST", "SNAPSHOT", "FILES", "SIZE", "NEW", "DURATION", "RESULT", "STRATEGY"
+        "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8}  {}",
+        "HOST", "SNAPSHOT", "FILES", "SIZE", "NEW", "DURATION", "STRATEGY", "RESULT"
     );
     for s in snaps.iter().filter(|s| s.published) {
         let strategy = catalog
             .snapshot_strategy(s.id)?
             .unwrap_or_else(|| "hardlink".into());
         println!(
-            "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8} {}",
+            "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8}  {}",
             s.host,
             s.name,
             s.files,
@@ -253,8 +253,8 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
             bytesize::ByteSize(s.new_bytes).to_string(),
             humantime::format_duration(Duration::from_secs((s.duration_ms as u64).div_ceil(1000)))
                 .to_string(),
-            s.result.as_str(),
-            strategy
+            strategy,
+            s.result.as_str()
         );
     }
     let hosts: Vec<String> = match host {

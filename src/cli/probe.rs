@@ -43,6 +43,10 @@ pub fn print_choice(c: &Choice) {
 /// `init`: probe first (a named strategy that cannot work here is refused before anything
 /// is written), then the marker and catalog, then the probe recorded in the catalog.
 pub fn init(root: &Path, wanted: &Wanted) -> anyhow::Result<i32> {
+    if !root.is_dir() {
+        // Storage::init explains what an absent folder means (an unmounted disk).
+        Storage::init(root)?;
+    }
     let findings = probe::probe(root)?;
     print_findings(&findings);
     let choice = strategy::choose(&findings, wanted)?;

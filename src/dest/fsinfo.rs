@@ -146,20 +146,21 @@ pub fn name_and_family(m: Option<&Mount>) -> (String, Family) {
         "exfat" => Family::Exfat,
         "ntfs" | "ntfs3" | "fuse.ntfs-3g" | "fuseblk.ntfs-3g" => Family::Ntfs,
         "davfs" | "fuse.davfs2" => Family::Davfs,
-        "fuseblk" => device_signature(&m.source),
+        // ntfs-3g and exfat-fuse show as plain FUSE: the boot sector tells which one it is.
+        "fuseblk" | "fuse" => device_signature(&m.source),
         _ => Family::Other,
     };
     let name = match (t, family) {
         ("fuse.fusefat", _) => "vfat (fusefat)".to_string(),
-        ("fuseblk", Family::Exfat) => "exfat (FUSE)".to_string(),
-        ("fuseblk", Family::Ntfs) => "ntfs (ntfs-3g)".to_string(),
-        ("fuseblk", Family::Fat) => "vfat (FUSE)".to_string(),
+        ("fuseblk" | "fuse", Family::Exfat) => "exfat (FUSE)".to_string(),
+        ("fuseblk" | "fuse", Family::Ntfs) => "ntfs (ntfs-3g)".to_string(),
+        ("fuseblk" | "fuse", Family::Fat) => "vfat (FUSE)".to_string(),
         _ => t.to_string(),
     };
     (name, family)
 }
 
-/// FUSE block filesystems all show as "fuseblk": the boot sector tells which one it is.
+/// The family from the first sector of a device or image file.
 fn device_signature(source: &str) -> Family {
     let mut sector = [0u8; 512];
     let ok = std::fs::File::open(source)
