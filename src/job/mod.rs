@@ -186,11 +186,29 @@ fn run(
     let stats = &mut report.stats;
     // Folders whose name this disk refuses: they and everything in them are left out.
     let mut refused: HashSet<&[u8]> = HashSet::new();
+    let mut folded = crate::store::clash::Folded::new(
+        !active.findings.case_sensitive,
+        stage.keep.names.clone(),
+    );
     for (i, e) in entries.iter().enumerate() {
         if i % 4096 == 0 {
             progress.checkpoint()?;
         }
         if crate::config::rules::parent(&e.path).is_some_and(|p| refused.contains(p)) {
+            stored[i] = false;
+            if e.kind == Kind::Dir {
+                refused.insert(&e.path);
+            }
+            continue;
+        }
+        if let Some(other) = folded.clash(e) {
+            // Storing it would overwrite the other file on this case-insensitive disk.
+            report.problems.push(problem(
+                e,
+                "writing",
+                format!("not stored: this disk does not tell its name from {other} (case-insensitive)"),
+                Severity::Error,
+            ));
             stored[i] = false;
             if e.kind == Kind::Dir {
                 refused.insert(&e.path);
