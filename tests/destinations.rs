@@ -789,3 +789,94 @@ fn exfat_case_clash_is_reported_not_overwritten() {
     assert_eq!(fs::read(back.join("Report.txt")).unwrap(), b"upper\n");
     assert!(!back.join("report.txt").exists());
 }
+
+/// Compare two big files chunk by chunk (never whole in memory).
+fn same_content(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut fa, mut fb) = (fs::File::open(a).unwrap(), fs::File::open(b).unwrap());
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        let mut nb = 0;
+        while nb < na {
+            let n = fb.read(&mut bb[nb..na]).unwrap();
+            if n == 0 {
+                return false;
+            }
+            nb += n;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+/// A 2 GiB sparse file and one of 4 GiB + 1 byte go onto a 64 MiB disk and come back: holes
+/// stay holes on the way in and on the way out.
+#[test]
+fn ext4_sparse_multi_gib_and_over_4_gib_files_round_trip() {
+    let Some(m) = mount(Fs::Ext4, 64) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(src.join("disk.img")).unwrap();
+        f.write_all_at(b"boot sector", 0).unwrap();
+        f.write_all_at(&[7u8; 100_000], 1 << 30).unwrap();
+        f.set_len(2 << 30).unwrap();
+        let g = fs::File::create(src.join("over-4-gib.bin")).unwrap();
+        g.write_all_at(b"first", 0).unwrap();
+        g.write_all_at(b"X", 4 << 30).unwrap();
+    }
+    set_mtime(&src.join("disk.img"), 1_700_000_000_000_000_000);
+    set_mtime(&src.join("over-4-gib.bin"), 1_700_000_000_000_000_000);
+    let store = m.mnt.join("store");
+    fs::create_dir(&store).unwrap();
+    let config = work.path().join("snapnest.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"{}\"\n\n{}",
+            store.display(),
+            local_host("box", &src)
+        ),
+    )
+    .unwrap();
+    assert_eq!(snapnest(&config, &["init"]).status.code(), Some(0));
+    let out = snapnest(&config, &["backup", "box"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let to = work.path().join("restored");
+    let out = snapnest(
+        &config,
+        &[
+            "restore",
+            "box",
+            "latest",
+            "/",
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let back = in_snap(&to, &src);
+    for name in ["disk.img", "over-4-gib.bin"] {
+        let (a, b) = (src.join(name), back.join(name));
+        let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+        assert_eq!(ma.len(), mb.len(), "{name} size");
+        assert_eq!(ma.mtime(), mb.mtime(), "{name} mtime");
+        assert!(
+            mb.blocks() * 512 < 4 << 20,
+            "{name} restored sparse: {} blocks",
+            mb.blocks()
+        );
+        assert!(same_content(&a, &b), "{name} content");
+    }
+    assert_eq!(
+        fs::metadata(back.join("over-4-gib.bin")).unwrap().len(),
+        (4 << 30) + 1
+    );
+}

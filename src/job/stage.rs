@@ -3,7 +3,7 @@
 //! last: so no write below the staging folder can pass through a symlink.
 
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ pub struct Keep {
     pub mode: bool,
     pub symlinks: bool,
     pub names: crate::store::names::NameRules,
+    /// Runs of zeros may be left as holes (the disk has sparse files).
+    pub sparse: bool,
 }
 
 impl Keep {
@@ -34,6 +36,7 @@ impl Keep {
             mode: true,
             symlinks: true,
             names: crate::store::names::NameRules::none(),
+            sparse: true,
         }
     }
 }
@@ -194,9 +197,19 @@ impl Stage {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(CopyError::Read(err)),
             };
-            file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            if self.keep.sparse && is_zeros(&buf[..n]) {
+                // A hole: skipped here, so a sparse multi-GiB image costs what it holds.
+                file.seek(io::SeekFrom::Current(n as i64))
+                    .map_err(CopyError::Write)?;
+            } else {
+                file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            }
             written += n as u64;
             on_chunk(n as u64);
+        }
+        if self.keep.sparse {
+            // A trailing hole is not written either: the length makes it.
+            file.set_len(written).map_err(CopyError::Write)?;
         }
         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
         Ok(written)
@@ -310,6 +323,13 @@ impl Stage {
         }
         Ok(removed)
     }
+}
+
+/// All zeros? Word-wise: this runs over every byte fetched.
+fn is_zeros(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u64.
+    let (head, words, tail) = unsafe { b.align_to::<u64>() };
+    head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
 }
 
 pub fn open_nofollow(p: &Path) -> io::Result<File> {

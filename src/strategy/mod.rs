@@ -208,6 +208,7 @@ impl Active {
             mode: self.findings.mode_kept.ok,
             symlinks: self.findings.symlinks.ok,
             names: NameRules::from_refused(&self.findings.refused_bytes),
+            sparse: self.findings.sparse_files.ok,
         }
     }
 
