@@ -880,3 +880,19 @@ fn ext4_sparse_multi_gib_and_over_4_gib_files_round_trip() {
         (4 << 30) + 1
     );
 }
+
+#[test]
+fn ext4_copy_with_history_on_request_keeps_symlinks_and_modes_on_disk() {
+    let Some(m) = mount(Fs::Ext4, 64) else { return };
+    let t = round_trip(&m, "strategy = \"history\"");
+    assert_history_layout(&t);
+    let newest = in_snap(&t.snapshots[1], &t.src);
+    assert_eq!(
+        fs::read_link(newest.join("link-rel")).unwrap(),
+        Path::new("a.txt")
+    );
+    assert_eq!(
+        fs::metadata(newest.join("bin/run.sh")).unwrap().mode() & 0o7777,
+        0o700
+    );
+}

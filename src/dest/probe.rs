@@ -167,11 +167,9 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
     file("Case-Probe", b"")?;
     let case_sensitive = fs::symlink_metadata(s.join("case-probe")).is_err();
     let mut refused_bytes = Vec::new();
-    for &b in ODD_CHARS {
-        let name = [b'n', b, b'n'];
-        match File::create(s.join(std::ffi::OsStr::from_bytes(&name))) {
-            Ok(_) => {}
-            Err(_) => refused_bytes.push(b),
+    for (i, &b) in ODD_CHARS.iter().enumerate() {
+        if !name_kept(&s.join(format!("name-{i}")), &[b'n', b, b'n']) {
+            refused_bytes.push(b);
         }
     }
     let max_name_bytes = max_name(s);
@@ -348,6 +346,26 @@ fn mtime_step(a: &Path) -> Result<u64> {
         "{}: set mtime {PROBE_TIME_NS} ns, read back {got} ns: the disk does not keep times",
         a.display()
     )))
+}
+
+/// Create a file named `name` in a folder of its own and list the folder: the name must come
+/// back byte for byte (network shares may accept a name, then mangle it or fail to list).
+fn name_kept(dir: &Path, name: &[u8]) -> bool {
+    if fs::create_dir(dir).is_err() {
+        return false;
+    }
+    let p = dir.join(std::ffi::OsStr::from_bytes(name));
+    let kept = File::create(&p).is_ok()
+        && fs::read_dir(dir).is_ok_and(|items| {
+            let names: Vec<Vec<u8>> = items
+                .filter_map(|i| i.ok())
+                .map(|i| i.file_name().as_bytes().to_vec())
+                .collect();
+            names == [name.to_vec()]
+        });
+    let _ = fs::remove_file(&p);
+    let _ = fs::remove_dir(dir);
+    kept
 }
 
 fn max_name(s: &Path) -> u32 {

@@ -191,7 +191,8 @@ impl Active {
             }
         };
         let choice = choose(&findings, wanted)?;
-        if reprobed.is_some() {
+        let recorded_name = catalog.strategy_info()?.map(|s| s.strategy);
+        if reprobed.is_some() || recorded_name.as_deref() != Some(choice.strategy.name()) {
             catalog.record_probe(&findings, &choice)?;
         }
         Ok(Active {
