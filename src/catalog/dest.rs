@@ -109,6 +109,14 @@ impl Catalog {
         r.map_err(e)
     }
 
+    /// How names are stored on this storage's disk (see `store::names::stored_path`): what
+    /// the web page and restore need to find a manifest path on the disk.
+    pub fn name_rules(&self) -> Result<crate::store::names::NameRules> {
+        Ok(crate::store::names::NameRules::from_refused(
+            &self.probe()?.map(|f| f.refused_bytes).unwrap_or_default(),
+        ))
+    }
+
     pub fn strategy_info(&self) -> Result<Option<StrategyInfo>> {
         let Some(strategy) = self.meta_get("strategy")? else {
             return Ok(None);

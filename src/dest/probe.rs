@@ -203,11 +203,13 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
         Check::no("not btrfs")
     };
     let durable_on_close = match family {
-        Family::Davfs => Check::no("davfs2 uploads after close() returns; data can still be lost"),
+        Family::Davfs => Check::no(
+            "davfs2 uploads after close() returns; data can still be lost (by mount type)",
+        ),
         _ if mount.as_ref().is_some_and(|m| m.source.starts_with("http")) => {
             Check::no("a network share that uploads in the background")
         }
-        _ => Check::yes("written through the kernel (fsync honoured)"),
+        _ => Check::yes("not a network share (by mount type, not measured)"),
     };
     let appends_kept = appends(s)?;
     let loop_mount = loop_mount(s, max_file_size);
