@@ -305,3 +305,99 @@ pub fn before_delete(storage: &Storage, host: &str, id: i64, name: &str) -> Resu
 }
 
 use std::os::unix::ffi::OsStrExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dest::fsinfo::Identity;
+    use crate::dest::probe::Check;
+
+    fn disk(hard_links: bool, btrfs: bool, reflink: bool) -> Findings {
+        let c = |ok| Check {
+            ok,
+            detail: "test".into(),
+        };
+        Findings {
+            path: "/mnt/usb".into(),
+            filesystem: "test".into(),
+            identity: Identity {
+                magic: 1,
+                fsid: 1,
+                fstype: "t".into(),
+                source: "t".into(),
+            },
+            hard_links: c(hard_links),
+            link_limit: None,
+            link_limit_note: String::new(),
+            symlinks: c(hard_links),
+            mtime_step_ns: 1,
+            mode_kept: c(true),
+            owner_kept: c(true),
+            case_sensitive: true,
+            refused_bytes: vec![],
+            max_name_bytes: 255,
+            max_file_size: None,
+            max_file_size_note: String::new(),
+            sparse_files: c(true),
+            reflink: c(reflink),
+            btrfs_snapshots: c(btrfs),
+            durable_on_close: c(true),
+            appends_kept: c(true),
+            loop_mount: c(true),
+            free_bytes: None,
+            total_bytes: None,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_btrfs_then_hard_links_then_history() {
+        let pick = |f: &Findings| choose(f, &Wanted::Auto).unwrap().strategy;
+        assert_eq!(pick(&disk(true, true, true)), Strategy::Btrfs);
+        assert_eq!(pick(&disk(true, false, true)), Strategy::HardLink);
+        assert_eq!(pick(&disk(false, false, false)), Strategy::History);
+        let c = choose(&disk(false, false, false), &Wanted::Auto).unwrap();
+        assert!(
+            c.reasons.iter().any(|r| r.starts_with("not hardlink")),
+            "{:?}",
+            c.reasons
+        );
+    }
+
+    #[test]
+    fn a_named_strategy_is_used_only_where_it_works() {
+        let named = |s| Wanted::Named(s);
+        let xfs = disk(true, false, true);
+        assert_eq!(
+            choose(&xfs, &named(Strategy::Reflink)).unwrap().strategy,
+            Strategy::Reflink
+        );
+        assert_eq!(
+            choose(&xfs, &named(Strategy::History)).unwrap().strategy,
+            Strategy::History
+        );
+        let e = choose(&xfs, &named(Strategy::Btrfs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot work") && e.contains("btrfs"), "{e}");
+        let e = choose(&disk(false, false, false), &named(Strategy::HardLink)).unwrap_err();
+        assert!(e.to_string().contains("no hard links"), "{e}");
+    }
+
+    #[test]
+    fn a_disk_that_loses_appends_is_refused_whatever_is_named() {
+        let mut f = disk(true, false, false);
+        f.appends_kept.ok = false;
+        assert!(choose(&f, &Wanted::Auto).is_err());
+        assert!(choose(&f, &Wanted::Named(Strategy::History)).is_err());
+    }
+
+    #[test]
+    fn config_words() {
+        assert_eq!(Wanted::parse("auto"), Ok(Wanted::Auto));
+        assert_eq!(Wanted::parse("btrfs"), Ok(Wanted::Named(Strategy::Btrfs)));
+        assert!(Wanted::parse("image")
+            .unwrap_err()
+            .contains("not available"));
+        assert!(Wanted::parse("zfs").is_err());
+    }
+}
