@@ -10,6 +10,7 @@ pub mod dest;
 pub mod error;
 pub mod hooks;
 pub mod job;
+pub mod localtime;
 pub mod logging;
 pub mod model;
 pub mod prune;

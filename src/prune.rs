@@ -68,7 +68,12 @@ pub fn hold_reason(storage: &Storage, host: &Host) -> Result<Option<String>> {
 
 /// Mark and delete now, in the foreground (`snapnest prune`).
 pub fn delete_now(storage: &Storage, host: &str, v: &Verdict) -> Result<()> {
-    storage.catalog()?.mark_deleting(v.id)?;
+    if !storage.catalog()?.mark_deleting(v.id)? {
+        return Err(crate::Error::Other(format!(
+            "{host}/{}: no longer a published snapshot (deleted meanwhile?)",
+            v.name
+        )));
+    }
     deleter::delete(
         storage,
         &Doomed {

@@ -337,50 +337,18 @@ fn a_remote_notification_runs_on_the_backed_up_side() {
 
 #[test]
 fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("disk.img");
-    let mnt = dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let sh = |cmd: &str| {
-        let st = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .status()
-            .unwrap();
-        assert!(st.success(), "{cmd}");
-    };
-    sh(&format!(
-        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
-        img.display()
-    ));
-    sh(&format!(
-        "mount -o loop {} {}",
-        img.display(),
-        mnt.display()
-    ));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let guard = Unmount(mnt.clone());
-
+    let disk = LoopDisk::ext4(64);
+    let mnt = disk.path().to_path_buf();
     let src = tempfile::tempdir().unwrap();
     sample_tree(src.path());
-    let setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
-    // Point the config's storage at the mount point.
-    let cfg = fs::read_to_string(&setup.config).unwrap().replace(
-        &setup.storage.display().to_string(),
-        &mnt.display().to_string(),
-    );
-    fs::write(&setup.config, cfg).unwrap();
+    let mut setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
+    setup.store_in(&mnt);
     setup.init();
     setup.with_daemon_table("");
     let daemon = setup.start_daemon();
 
     // The idle daemon holds nothing open on the disk: it can be unmounted.
-    sh(&format!("umount {}", mnt.display()));
+    disk.unmount();
     wait_until(
         "the daemon to see the disk gone",
         Duration::from_secs(10),
@@ -409,11 +377,7 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
         "nothing is written into the empty mount point"
     );
 
-    sh(&format!(
-        "mount -o loop {} {}",
-        img.display(),
-        mnt.display()
-    ));
+    disk.mount();
     let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
     assert_eq!(done.outcome, "good", "{}", done.summary);
     assert_same_tree(
@@ -424,7 +388,6 @@ fn with_the_disk_missing_runs_wait_and_start_when_it_returns() {
         ),
     );
     drop(daemon);
-    drop(guard);
 }
 
 #[test]
@@ -639,4 +602,117 @@ fn events_go_to_syslog_when_asked() {
     // RFC 3164: <facility*8+severity>; daemon.info = 3*8+6 = 30.
     assert!(started.starts_with("<30>"), "{started}");
     assert!(started.contains("snapnest["), "{started}");
+}
+
+#[test]
+fn an_unreadable_catalog_holds_runs_instead_of_starting_them_over_and_over() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let setup = Setup::new(&local_host("box", src.path()), "every = \"1h\"");
+    setup.init();
+    // Bit rot on a cheap USB stick: the catalog is no longer a database.
+    fs::write(
+        setup.storage.join(".snapnest/catalog.db"),
+        vec![0x5au8; 64 * 1024],
+    )
+    .unwrap();
+    setup.with_daemon_table("");
+    let daemon = setup.start_daemon();
+    wait_until(
+        "the host to be held with the catalog's error",
+        Duration::from_secs(10),
+        || daemon.host_state("box") == "catalog_unreadable",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log_text();
+    assert_eq!(log.matches("backup starting").count(), 0, "{log}");
+    assert_eq!(
+        log.matches("reading catalog").count(),
+        1,
+        "logged once: {log}"
+    );
+    let t = text(&setup.snapnest(&["status"]));
+    assert!(t.contains("cannot read its history"), "{t}");
+    assert_eq!(snapshot_count(&setup, "box"), 0);
+}
+
+#[test]
+fn a_request_taken_by_a_daemon_that_died_is_served_by_the_next_one() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let work = tempfile::tempdir().unwrap();
+    let started = work.path().join("before-ran");
+    // The first run is slow to start: the daemon is killed while the request is in hand.
+    let host = local_host("box", src.path()).replace(
+        "folders = [",
+        &format!(
+            "before = \"echo x >> {}; sleep 3\"\nfolders = [",
+            started.display()
+        ),
+    );
+    let setup = Setup::new(&host, "schedule = \"manual\"");
+    setup.init();
+    let state = setup.with_daemon_table("");
+    let mut daemon = setup.start_daemon();
+    let id = snapnest::daemon::queue::submit(&state, "box").unwrap();
+    wait_until("the run to start", Duration::from_secs(10), || {
+        started.exists()
+    });
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(5));
+    assert!(
+        !snapnest::daemon::queue::pending(&state, &id),
+        "it was taken"
+    );
+
+    let daemon = setup.start_daemon();
+    let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
+    assert_eq!(done.outcome, "good", "{}", done.summary);
+    assert!(
+        daemon.log_text().contains("queued again"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(fs::read_to_string(&started).unwrap().lines().count(), 2);
+    assert_eq!(snapshot_count(&setup, "box"), 1);
+}
+
+#[test]
+fn a_host_removed_by_a_reload_answers_its_queued_requests() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let slow =
+        local_host("box", src.path()).replace("folders = [", "before = \"sleep 4\"\nfolders = [");
+    let gone = local_host("gone", src.path());
+    let setup = Setup::new(&format!("{slow}\n{gone}"), "schedule = \"manual\"");
+    setup.init();
+    let state = setup.with_daemon_table("max_concurrent = 1");
+    let daemon = setup.start_daemon();
+    // `box` holds the only slot, so the request for `gone` waits in the queue.
+    let busy = snapnest::daemon::queue::submit(&state, "box").unwrap();
+    wait_until("box to run", Duration::from_secs(10), || {
+        daemon.host_state("box") == "running"
+    });
+    let id = snapnest::daemon::queue::submit(&state, "gone").unwrap();
+    wait_until("gone to be queued", Duration::from_secs(10), || {
+        daemon.host_state("gone") == "queued"
+    });
+    let cfg = fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace(&gone, "");
+    fs::write(&setup.config, cfg).unwrap();
+    daemon.signal(libc::SIGHUP);
+    let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
+    assert_eq!(done.outcome, "failed");
+    assert!(
+        done.summary.contains("removed from the config"),
+        "{}",
+        done.summary
+    );
+    let done = snapnest::daemon::queue::wait(&state, &busy, || {}).unwrap();
+    assert_eq!(done.outcome, "good", "{}", done.summary);
+    // An unknown host is answered at once.
+    let id = snapnest::daemon::queue::submit(&state, "nobody").unwrap();
+    let done = snapnest::daemon::queue::wait(&state, &id, || {}).unwrap();
+    assert!(done.summary.contains("no host named"), "{}", done.summary);
 }

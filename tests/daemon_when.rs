@@ -257,3 +257,36 @@ fn a_storage_held_by_another_process_makes_runs_wait() {
     let done = snapnest::daemon::queue::wait(&daemon.state_dir, &id, || {}).unwrap();
     assert_eq!(done.outcome, "good", "{}", done.summary);
 }
+
+#[test]
+fn with_one_slot_the_most_overdue_host_goes_first() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    // `often` comes first in the config and is due, but `never` has no backup at all.
+    let hosts = format!(
+        "{}\n{}",
+        local_host("often", src.path()),
+        local_host("never", src.path())
+    );
+    let setup = Setup::new(&hosts, "every = \"1h\"");
+    setup.init();
+    setup.backup("often", 0);
+    let db = rusqlite::Connection::open(setup.storage.join(".snapnest/catalog.db")).unwrap();
+    db.execute(
+        "UPDATE runs SET started_ms = started_ms - 7200000, finished_ms = finished_ms - 7200000",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    setup.with_daemon_table("max_concurrent = 1");
+    let daemon = setup.start_daemon();
+    wait_until("both to run", Duration::from_secs(20), || {
+        let log = daemon.log_text();
+        log.contains("host=often backup starting") && log.contains("host=never backup starting")
+    });
+    let log = daemon.log_text();
+    assert!(
+        log_index(&log, "host=never backup starting") < log_index(&log, "host=often backup starting"),
+        "{log}"
+    );
+}

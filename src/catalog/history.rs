@@ -49,15 +49,32 @@ impl Catalog {
     }
 
     /// Step one of forgetting a snapshot: from now on it is neither listed nor linked from.
-    /// Its folder may still exist until `forget_snapshot`.
-    pub fn mark_deleting(&self, snapshot_id: i64) -> Result<()> {
-        self.conn
+    /// Its folder may still exist until `forget_snapshot`. False: it was not published (any
+    /// more), so nobody may delete it on the strength of this call.
+    pub fn mark_deleting(&self, snapshot_id: i64) -> Result<bool> {
+        let n = self
+            .conn
             .execute(
                 "UPDATE snapshots SET state = 'deleting' WHERE id = ?1 AND state = 'published'",
                 [snapshot_id],
             )
             .map_err(self.err("marking snapshot for deletion"))?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    /// Whether snapshot `id` is `host`/`name` and marked `deleting`: the deleter's last check
+    /// before it removes a folder, so a swapped disk or a stale queue never costs a snapshot.
+    pub fn is_deleting(&self, snapshot_id: i64, host: &str, name: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM snapshots WHERE id = ?1 AND host = ?2 AND name = ?3 \
+                 AND state = 'deleting'",
+                rusqlite::params![snapshot_id, host, name],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading snapshots"))?;
+        Ok(n == 1)
     }
 
     /// Snapshots marked for deletion whose removal has not finished: (id, host, name).

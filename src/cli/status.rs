@@ -133,6 +133,7 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
             ),
             Some(HostState::WaitingForDisk) => "waiting for the backup disk".into(),
             Some(HostState::WaitingForStorage { holder }) => format!("storage in use by {holder}"),
+            Some(HostState::CatalogUnreadable { why }) => format!("cannot read its history: {why}"),
             _ => {
                 let run = history.as_ref().and_then(|h| h.last_run.clone());
                 match run {

@@ -109,8 +109,19 @@ impl Validator<'_> {
         is_local: bool,
     ) -> Result<Automation> {
         let mut schedule = Schedule::default();
-        let cron = h.schedule.as_ref().or(d.schedule.as_ref());
-        let every = h.every.as_ref().or(d.every.as_ref());
+        // "When" is one setting: a host that says anything about it replaces the defaults'
+        // schedule and every together, so `schedule = "manual"` is not undone by a default `every`.
+        let when = if h.schedule.is_some() || h.every.is_some() { h } else { d };
+        let (cron, every) = (when.schedule.as_ref(), when.every.as_ref());
+        let manual = cron.is_some_and(|s| s.get_ref().trim() == "manual");
+        if let (true, Some(e)) = (manual, every) {
+            return self.err(
+                e.span(),
+                &key("every"),
+                "cannot be combined with schedule = \"manual\" (manual means: only when asked)"
+                    .to_string(),
+            );
+        }
         if let Some(s) = cron {
             if s.get_ref().trim() != "manual" {
                 schedule.cron = Some(

@@ -110,11 +110,16 @@ impl Config {
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<Config> {
+        // Line, column and message only: toml's own Display quotes the source line, which
+        // may hold a secret and would land in the daemon's log on a bad reload.
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| s.start.min(text.len())).unwrap_or(0);
+            let line = text[..at].matches('\n').count() + 1;
+            let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
             Error::Config(format!(
-                "config {}: {}",
+                "config {}, line {line}, column {col}: {}",
                 file.display(),
-                e.to_string().trim_end()
+                e.message().trim_end()
             ))
         })?;
         Validator { text, file }.config(raw)

@@ -56,6 +56,12 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         config.storage.display(),
         config.hosts.len()
     ));
+    let again = queue::recover(&config.daemon.state_dir);
+    if again > 0 {
+        logging::info(format!(
+            "{again} run-now request(s) taken by an earlier daemon but not answered: queued again"
+        ));
+    }
     let mut d = tick::Daemon::new(config, config_path.to_path_buf());
     loop {
         if signals.stop.load(Ordering::SeqCst) {

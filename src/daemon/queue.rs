@@ -31,6 +31,18 @@ pub struct Done {
     pub problems: Vec<String>,
 }
 
+impl Done {
+    /// A request that could not be served at all.
+    pub fn failed(summary: String) -> Done {
+        Done {
+            outcome: "failed".into(),
+            exit_code: 2,
+            summary,
+            problems: vec![],
+        }
+    }
+}
+
 fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join(DIR)
 }
@@ -53,34 +65,62 @@ pub fn submit(state_dir: &Path, host: &str) -> Result<String> {
     Ok(id)
 }
 
-/// Requests not yet taken, oldest first. Taking one removes its file.
-pub fn take_all(state_dir: &Path) -> Vec<Request> {
-    let d = dir(state_dir);
-    let Ok(rd) = fs::read_dir(&d) else {
+fn names_ending(d: &Path, suffix: &str) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(d) else {
         return Vec::new();
     };
     let mut names: Vec<String> = rd
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.ends_with(".req"))
+        .filter(|n| n.ends_with(suffix) && !n.starts_with('.'))
         .collect();
     names.sort();
+    names
+}
+
+/// At daemon start: requests an earlier daemon took but never answered are queued again,
+/// so a restart (or a crash) loses no request and no waiting `snapnest backup` hangs.
+pub fn recover(state_dir: &Path) -> usize {
+    let d = dir(state_dir);
+    let taken = names_ending(&d, ".taken");
+    for n in &taken {
+        let from = d.join(n);
+        let _ = fs::rename(&from, from.with_extension("req"));
+    }
+    taken.len()
+}
+
+/// Requests not yet taken, oldest first. Taking one renames its file to `.taken` until it is
+/// answered. A request file that cannot be read is set aside as `.bad` and reported as Err.
+pub fn take_all(state_dir: &Path) -> Vec<std::result::Result<Request, String>> {
+    let d = dir(state_dir);
     let mut out = Vec::new();
-    for n in names {
+    for n in names_ending(&d, ".req") {
         let p = d.join(&n);
-        let Ok(host) = fs::read_to_string(&p) else {
-            continue;
+        let id = n.trim_end_matches(".req").to_string();
+        let host = match fs::read_to_string(&p) {
+            Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
+            Ok(_) => {
+                let _ = fs::rename(&p, p.with_extension("bad"));
+                out.push(Err(format!("{}: empty request, set aside", p.display())));
+                continue;
+            }
+            Err(e) => {
+                let _ = fs::rename(&p, p.with_extension("bad"));
+                out.push(Err(format!("{}: {e}; set aside", p.display())));
+                continue;
+            }
         };
-        let _ = fs::remove_file(&p);
-        out.push(Request {
-            id: n.trim_end_matches(".req").to_string(),
-            host: host.trim().to_string(),
-        });
+        if let Err(e) = fs::rename(&p, p.with_extension("taken")) {
+            out.push(Err(format!("{}: taking request: {e}", p.display())));
+            continue;
+        }
+        out.push(Ok(Request { id, host }));
     }
     out
 }
 
-/// Answer a request. Results nobody collected are swept after a day.
+/// Answer a request (its `.taken` file goes). Results nobody collected are swept after a day.
 pub fn answer(state_dir: &Path, id: &str, done: &Done) -> Result<()> {
     let d = dir(state_dir);
     let tmp = d.join(format!(".{id}.tmp"));
@@ -88,6 +128,7 @@ pub fn answer(state_dir: &Path, id: &str, done: &Done) -> Result<()> {
     fs::write(&tmp, text).at(&tmp, "writing result")?;
     let path = d.join(format!("{id}.done"));
     fs::rename(&tmp, &path).at(&path, "writing result")?;
+    let _ = fs::remove_file(d.join(format!("{id}.taken")));
     sweep(&d);
     Ok(())
 }
@@ -101,7 +142,8 @@ fn sweep(d: &Path) {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > Duration::from_secs(24 * 3600));
-        if old && e.file_name().to_string_lossy().ends_with(".done") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if old && (name.ends_with(".done") || name.ends_with(".bad")) {
             let _ = fs::remove_file(e.path());
         }
     }

@@ -67,6 +67,9 @@ pub enum HostState {
     /// Due and reachable: starts as soon as a slot is free.
     Queued {
         requested: bool,
+        /// When it became due (0 for a host never backed up): the most overdue goes first.
+        #[serde(default)]
+        due_ms: i64,
     },
     Running(Running),
     /// Due, but the machine did not answer on its SSH port.
@@ -87,6 +90,11 @@ pub enum HostState {
     /// Another snapnest process is writing to the storage.
     WaitingForStorage {
         holder: String,
+    },
+    /// The host's history cannot be read from the catalog: nothing starts until it can,
+    /// because without it every tick would look like "never backed up" and start again.
+    CatalogUnreadable {
+        why: String,
     },
 }
 
@@ -116,6 +124,7 @@ impl HostState {
             HostState::Backoff { .. } => "backoff",
             HostState::WaitingForDisk => "no-disk",
             HostState::WaitingForStorage { .. } => "busy",
+            HostState::CatalogUnreadable { .. } => "catalog-error",
         }
     }
 }

@@ -7,8 +7,10 @@
 //! first and keeps the first snapshot of every new period (local wall-clock time), skipping
 //! snapshots an earlier rule already kept (they do not count, but the period still advances),
 //! until it has kept n; a rule that ran out of periods also keeps the oldest snapshot.
-//! Two safety keeps come on top and never consume a rule's slots: the newest snapshot and the
-//! newest good snapshot.
+//! Safety keeps come on top and never consume a rule's slots: the newest snapshot and the
+//! newest good snapshot, by creation time and also by publication order (highest id), so a
+//! clock that jumped backwards can never make the snapshot just published, which `latest`
+//! points to, look old enough to delete.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -267,13 +269,19 @@ pub fn plan<Tz: TimeZone>(
         }
     }
     let newest_good = order.iter().position(|s| s.good);
+    let last_published = snaps.iter().map(|s| s.id).max();
+    let last_good = snaps.iter().filter(|s| s.good).map(|s| s.id).max();
     let verdicts = order.iter().zip(kept).enumerate().map(|(i, (s, rule))| {
         let mut reasons: Vec<String> = rule.into_iter().collect();
         if i == 0 {
             reasons.push("newest snapshot".to_string());
+        } else if last_published == Some(s.id) {
+            reasons.push("most recently published (the clock may have jumped)".to_string());
         }
         if newest_good == Some(i) {
             reasons.push("newest good snapshot".to_string());
+        } else if last_good == Some(s.id) {
+            reasons.push("most recently published good snapshot".to_string());
         }
         let keep = !reasons.is_empty();
         if !keep {
@@ -348,8 +356,19 @@ impl MinFree {
     }
 }
 
-/// Order in which snapshots of all hosts may go to make room when the disk is below the floor: oldest first, never a host's newest snapshot or newest good snapshot. Deleting hard-linked snapshots frees an unknown amount, so the caller deletes one at a time and re-checks free space.
+/// Order in which snapshots of all hosts may go to make room when the disk is below the floor: oldest first, never a host's newest or newest good snapshot (by time or by publication order, as in `plan`). Deleting hard-linked snapshots frees an unknown amount, so the caller deletes one at a time and re-checks free space.
 pub fn space_victims(all: &[(String, Snap)]) -> Vec<(String, Snap)> {
+    let mut protected: HashSet<i64> = HashSet::new();
+    let mut by_id: std::collections::HashMap<(&str, bool), i64> = Default::default();
+    for (host, s) in all {
+        for good in [false, true] {
+            if !good || s.good {
+                let e = by_id.entry((host.as_str(), good)).or_insert(s.id);
+                *e = (*e).max(s.id);
+            }
+        }
+    }
+    protected.extend(by_id.values());
     let mut order: Vec<&(String, Snap)> = all.iter().collect();
     order.sort_by(|(ha, a), (hb, b)| newer_first(a, b).then(hb.cmp(ha)));
     let (mut seen, mut seen_good) = (HashSet::new(), HashSet::new());
@@ -357,7 +376,7 @@ pub fn space_victims(all: &[(String, Snap)]) -> Vec<(String, Snap)> {
     for (host, snap) in order {
         let newest = seen.insert(host.as_str());
         let newest_good = snap.good && seen_good.insert(host.as_str());
-        if !newest && !newest_good {
+        if !newest && !newest_good && !protected.contains(&snap.id) {
             victims.push((host.clone(), snap.clone()));
         }
     }

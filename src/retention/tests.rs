@@ -128,10 +128,10 @@ fn within_counts_back_from_now_and_is_strict() {
     assert_eq!(v[1].reasons, ["within 2d"]);
 
     let snaps = [
-        snap(1, "a", "2026-06-10T08:00:00Z", true),
-        snap(2, "b", "2026-06-08T12:01:00Z", true),
-        snap(3, "exactly-2d", "2026-06-08T12:00:00Z", true),
-        snap(4, "c", "2026-06-01T00:00:00Z", true),
+        snap(4, "a", "2026-06-10T08:00:00Z", true),
+        snap(3, "b", "2026-06-08T12:01:00Z", true),
+        snap(2, "exactly-2d", "2026-06-08T12:00:00Z", true),
+        snap(1, "c", "2026-06-01T00:00:00Z", true),
     ];
     let v = utc(&snaps, "within = \"48h\"", "2026-06-10T12:00:00Z");
     assert_eq!(kept(&v), ["a", "b"]);
@@ -300,7 +300,7 @@ fn clock_jumps_never_panic_and_future_snapshots_count_as_newest() {
         good: false,
     });
     extreme.push(Snap {
-        id: 6,
+        id: 0,
         name: "min".into(),
         created: min,
         good: true,
@@ -438,14 +438,14 @@ fn space_victims_oldest_first_sparing_each_hosts_newest_and_newest_good() {
     let h = |host: &str, s: Snap| (host.to_string(), s);
     #[rustfmt::skip]
     let all = [
-        h("b", snap(5, "b3", "2026-01-06T00:00:00Z", true)),
+        h("b", snap(6, "b3", "2026-01-06T00:00:00Z", true)),
         h("a", snap(1, "a1", "2026-01-01T00:00:00Z", true)),
         h("c", snap(7, "c1", "2026-01-01T00:00:00Z", false)), // same time as a1: lower id first
         h("a", snap(3, "a3", "2026-01-05T00:00:00Z", false)), // a's newest, partial
-        h("b", snap(4, "b2", "2026-01-04T00:00:00Z", true)),
+        h("b", snap(5, "b2", "2026-01-04T00:00:00Z", true)),
         h("a", snap(2, "a2", "2026-01-03T00:00:00Z", true)),  // a's newest good
         h("c", snap(8, "c2", "2026-01-07T00:00:00Z", false)),
-        h("b", snap(6, "b1", "2026-01-02T00:00:00Z", true)),
+        h("b", snap(4, "b1", "2026-01-02T00:00:00Z", true)),
         h("d", snap(9, "d1", "2025-01-01T00:00:00Z", true)),  // d's only snapshot
     ];
     let victims = space_victims(&all);
@@ -456,4 +456,24 @@ fn space_victims_oldest_first_sparing_each_hosts_newest_and_newest_good() {
     // c has no good snapshot: only its newest (c2) is spared.
     assert_eq!(names, ["a/a1", "c/c1", "b/b1", "b/b2"]);
     assert!(space_victims(&[]).is_empty());
+}
+
+#[test]
+fn a_clock_set_back_never_prunes_the_snapshot_just_published() {
+    // The box booted without NTP and came up in 2020: the run just published (id 3) looks
+    // oldest by time, but it is what `latest` points to and the only copy of today's files.
+    let snaps = [
+        snap(1, "a", "2026-06-01T02:00:00Z", true),
+        snap(2, "b", "2026-06-02T02:00:00Z", true),
+        snap(3, "c", "2020-01-01T00:00:00Z", true),
+    ];
+    let v = utc(&snaps, "last = 1", "2020-01-01T00:05:00Z");
+    assert_eq!(kept(&v), ["b", "c"]);
+    assert_eq!(
+        explain(&v)[1],
+        "c: most recently published (the clock may have jumped); most recently published good snapshot"
+    );
+    let all: Vec<(String, Snap)> = snaps.iter().map(|s| ("h".to_string(), s.clone())).collect();
+    let names: Vec<String> = space_victims(&all).into_iter().map(|(_, s)| s.name).collect();
+    assert_eq!(names, ["a"]);
 }

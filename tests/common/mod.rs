@@ -2,6 +2,8 @@
 //! folder, storage folders, trees to back up, and the real `snapnest` binary.
 #![allow(dead_code)]
 
+mod disk;
+pub use disk::*;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -208,6 +210,16 @@ impl Setup {
 
     pub fn snapnest(&self, args: &[&str]) -> Output {
         snapnest(&self.config, args)
+    }
+
+    /// Keep the snapshots in `dir` (a mounted test disk) instead of the temp folder.
+    pub fn store_in(&mut self, dir: &Path) {
+        let cfg = fs::read_to_string(&self.config).unwrap().replace(
+            &format!("path = \"{}\"", self.storage.display()),
+            &format!("path = \"{}\"", dir.display()),
+        );
+        fs::write(&self.config, cfg).unwrap();
+        self.storage = dir.to_path_buf();
     }
 
     pub fn init(&self) {

@@ -28,6 +28,8 @@ enum Msg {
     Finished {
         host: String,
         report: Box<Report>,
+        /// The disk the run wrote to, which may not be the one mounted when it ends.
+        storage: Storage,
     },
     Presence {
         host: String,
@@ -70,6 +72,19 @@ struct Slot {
     history: Option<HostHistory>,
     presence: Option<Presence>,
     last_alert: Option<Instant>,
+    /// Why `history` could not be read, while it cannot (logged once per new message).
+    catalog_error: Option<String>,
+}
+
+/// What the free-space floor has deleted lately, to notice deletions that free nothing.
+#[derive(Default)]
+pub(super) struct SpaceDeletions {
+    /// Free bytes just before the last deletion was submitted.
+    pub free_before: Option<u64>,
+    /// Deletions in a row that freed (almost) nothing.
+    pub futile: u32,
+    /// Stop deleting until then: something other than snapshots fills the disk.
+    pub hold_until: Option<Instant>,
 }
 
 pub struct Daemon {
@@ -87,6 +102,9 @@ pub struct Daemon {
     watch: Watch,
     force_presence: bool,
     last_space_check: Option<Instant>,
+    space_deletions: SpaceDeletions,
+    /// The disk (re)appeared: its unfinished deletions are still to be queued.
+    resume_pending: bool,
     last_written: Option<DaemonStatus>,
     note: Option<String>,
     /// Who holds the storage's writer lock when we wanted it (a manual backup, another daemon).
@@ -111,6 +129,8 @@ impl Daemon {
             watch,
             force_presence: false,
             last_space_check: None,
+            space_deletions: SpaceDeletions::default(),
+            resume_pending: false,
             last_written: None,
             note: None,
             storage_busy: None,
@@ -119,15 +139,40 @@ impl Daemon {
         d
     }
 
-    /// A reloaded config: running backups finish on the old host settings.
-    pub fn set_config(&mut self, config: Config) {
+    /// A reloaded config: running backups finish on the old host settings. The state folder
+    /// stays the one this daemon started with: its lock, queue and status live there.
+    pub fn set_config(&mut self, mut config: Config) {
+        if config.daemon.state_dir != self.config.daemon.state_dir {
+            logging::warn(format!(
+                "reload: state_dir changed to {}; it takes effect on restart, until then {} stays in use",
+                config.daemon.state_dir.display(),
+                self.config.daemon.state_dir.display()
+            ));
+            config.daemon.state_dir = self.config.daemon.state_dir.clone();
+        }
         self.watch = Watch::new(config.daemon.watch.clone());
         self.config = config;
         self.sync_slots();
     }
 
+    /// One slot per configured host; a removed host's queued requests are answered, and its
+    /// slot goes once it has no run (see `finished`).
     fn sync_slots(&mut self) {
         let names: Vec<String> = self.config.hosts.iter().map(|h| h.name.clone()).collect();
+        let mut dropped = Vec::new();
+        for (n, s) in self.slots.iter_mut() {
+            if !names.contains(n) {
+                dropped.extend(s.requests.drain(..).map(|id| (n.clone(), id)));
+            }
+        }
+        for (n, id) in dropped {
+            self.answer(
+                &id,
+                &Done::failed(format!(
+                    "{n} was removed from the config before its run started"
+                )),
+            );
+        }
         self.slots.retain(|n, s| {
             names.contains(n) || matches!(s.activity, Some(Activity::Running { .. }))
         });
@@ -171,6 +216,7 @@ impl Daemon {
         self.collect();
         self.take_requests();
         self.check_disk();
+        self.resume_deletions();
         if self.watch.changed() {
             self.force_presence = true;
         }
@@ -198,36 +244,45 @@ impl Daemon {
                     Err(why) => Presence::Away { at, at_ms, why },
                 });
             }
-            Msg::Finished { host, report } => self.finished(&host, *report),
+            Msg::Finished {
+                host,
+                report,
+                storage,
+            } => self.finished(&host, *report, &storage),
         }
     }
 
     fn take_requests(&mut self) {
         let dir = self.config.daemon.state_dir.clone();
         for r in queue::take_all(&dir) {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    logging::error(format!("run-now queue: {e}"));
+                    continue;
+                }
+            };
             match self.slots.get_mut(&r.host) {
-                Some(slot) => {
+                Some(slot) if self.config.hosts.iter().any(|h| h.name == r.host) => {
                     logging::info(format!("host={} backup requested", r.host));
                     slot.requests.push(r.id);
                 }
-                None => {
+                _ => {
                     let msg = format!(
                         "no host named {:?} in {}",
                         r.host,
                         self.config_path.display()
                     );
-                    let _ = queue::answer(
-                        &dir,
-                        &r.id,
-                        &Done {
-                            outcome: "failed".into(),
-                            exit_code: 2,
-                            summary: msg,
-                            problems: vec![],
-                        },
-                    );
+                    self.answer(&r.id, &Done::failed(msg));
                 }
             }
+        }
+    }
+
+    /// Tell a waiting `snapnest backup` (or the web page) how its request ended.
+    fn answer(&self, id: &str, done: &Done) {
+        if let Err(e) = queue::answer(&self.config.daemon.state_dir, id, done) {
+            logging::error(format!("run-now queue: answering {id}: {e}"));
         }
     }
 
@@ -235,7 +290,7 @@ impl Daemon {
         let root = self.config.storage.clone();
         let now = match Storage::open(&root) {
             Ok(s) => {
-                let (total, free) = space(&root);
+                let (total, free) = space(&root).unwrap_or((0, 0));
                 let was_missing = !matches!(self.disk, Disk::Ready { .. });
                 let changed_id = self.storage.as_ref().is_some_and(|old| old.id() != s.id());
                 if was_missing || changed_id {
@@ -247,7 +302,7 @@ impl Daemon {
                     for slot in self.slots.values_mut() {
                         slot.history = None;
                     }
-                    self.resume_deletions(&s);
+                    self.resume_pending = true;
                 }
                 self.storage = Some(s);
                 Disk::Ready { total, free }
@@ -264,24 +319,47 @@ impl Daemon {
         if let Some(storage) = self.storage.clone() {
             for (name, slot) in self.slots.iter_mut() {
                 if slot.history.is_none() {
-                    slot.history = storage
-                        .catalog()
-                        .and_then(|c| c.host_history(name))
-                        .map_err(|e| logging::error(format!("host={name} reading catalog: {e}")))
-                        .ok();
+                    match storage.catalog().and_then(|c| c.host_history(name)) {
+                        Ok(h) => {
+                            slot.history = Some(h);
+                            slot.catalog_error = None;
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            if slot.catalog_error.as_ref() != Some(&why) {
+                                logging::error(format!("host={name} reading catalog: {why}"));
+                            }
+                            slot.catalog_error = Some(why);
+                        }
+                    }
                 }
             }
         }
     }
 
-    fn resume_deletions(&mut self, storage: &Storage) {
-        match storage.catalog().and_then(|c| c.deleting()) {
-            Ok(list) => {
-                for (id, host, name) in list {
-                    self.deleter.submit(storage, Doomed { id, host, name });
-                }
+    /// Finish deletions an earlier process (or an earlier mount of this disk) left, under
+    /// the writer lock so no other snapnest process works on the same snapshots meanwhile.
+    fn resume_deletions(&mut self) {
+        let Some(storage) = self.storage.clone().filter(|_| self.resume_pending) else {
+            return;
+        };
+        let list = match storage.catalog().and_then(|c| c.deleting()) {
+            Ok(list) => list,
+            Err(e) => {
+                logging::error(format!("reading unfinished deletions: {e}"));
+                return;
             }
-            Err(e) => logging::error(format!("reading unfinished deletions: {e}")),
+        };
+        if !list.is_empty() && self.lease.is_none() {
+            match storage.try_lock_writer() {
+                Ok(Ok(l)) => self.lease = Some(l),
+                // Another process writes now; try again on a later tick.
+                _ => return,
+            }
+        }
+        self.resume_pending = false;
+        for (id, host, name) in list {
+            self.deleter.submit(&storage, Doomed { id, host, name });
         }
     }
 
@@ -322,15 +400,24 @@ impl Daemon {
                 continue;
             }
             let requested = !slot.requests.is_empty();
-            let history = slot.history.clone().unwrap_or_default();
+            let history = match (&slot.history, disk_ready) {
+                (Some(h), _) => h.clone(),
+                (None, false) => Default::default(),
+                (None, true) => {
+                    let why =
+                        (slot.catalog_error.clone()).unwrap_or_else(|| "not read yet".to_string());
+                    out.push((host.name.clone(), HostState::CatalogUnreadable { why }));
+                    continue;
+                }
+            };
             let sched = &host.automation.schedule;
             let last_good = history
                 .last_good_started_ms
                 .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-            let due = match sched.due_at(last_good, now, &Local) {
-                Due::Now => true,
-                Due::At(t) => t <= now,
-                Due::Manual => false,
+            let (due, due_ms) = match sched.due_at(last_good, now, &Local) {
+                Due::Now => (true, 0),
+                Due::At(t) => (t <= now, t.timestamp_millis()),
+                Due::Manual => (false, i64::MAX),
             };
             if !requested && !due {
                 let s = if matches!(sched.due_at(last_good, now, &Local), Due::Manual) {
@@ -419,25 +506,26 @@ impl Daemon {
                     }
                 }
             }
-            out.push((host.name.clone(), HostState::Queued { requested }));
+            out.push((host.name.clone(), HostState::Queued { requested, due_ms }));
         }
         out
     }
 
     fn start_due(&mut self, states: &[(String, HostState)]) {
         let cap = self.config.daemon.max_concurrent;
-        let mut queued: Vec<(&String, bool)> = states
+        let mut queued: Vec<(&String, (bool, i64))> = states
             .iter()
             .filter_map(|(n, s)| match s {
-                HostState::Queued { requested } => Some((n, *requested)),
+                HostState::Queued { requested, due_ms } => Some((n, (!*requested, *due_ms))),
                 _ => None,
             })
             .collect();
         if queued.is_empty() {
             self.storage_busy = None;
         }
-        // Run-now requests go ahead of scheduled work; otherwise config order.
-        queued.sort_by_key(|(_, requested)| !*requested);
+        // Run-now requests go ahead of scheduled work, then the most overdue, so a host that
+        // is always due soon cannot starve the others when slots are few; ties in config order.
+        queued.sort_by_key(|(_, order)| *order);
         for (name, _) in queued {
             if self.running_hosts().len() >= cap {
                 break;
@@ -498,12 +586,13 @@ impl Daemon {
                 let _ = tx.send(Msg::Finished {
                     host: host.name.clone(),
                     report: Box::new(report),
+                    storage,
                 });
             })
             .expect("spawning a backup thread");
     }
 
-    fn finished(&mut self, name: &str, report: Report) {
+    fn finished(&mut self, name: &str, report: Report, ran_on: &Storage) {
         let run = report
             .run_id
             .map(|r| r.to_string())
@@ -539,17 +628,23 @@ impl Daemon {
                     .collect(),
             };
             for id in waiters {
-                let _ = queue::answer(&self.config.daemon.state_dir, &id, &done);
+                self.answer(&id, &done);
             }
         }
+        if !self.config.hosts.iter().any(|h| h.name == name) {
+            // Removed from the config while it ran.
+            self.slots.remove(name);
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
         slot.activity = Some(Activity::Idle);
-        // Never prune after a failed or interrupted run.
-        if report.outcome != Outcome::Failed && !report.interrupted {
-            if let (Some(storage), Some(host)) = (
-                self.storage.clone(),
-                self.config.hosts.iter().find(|h| h.name == name).cloned(),
-            ) {
-                self.prune_host(&storage, &host);
+        // Never prune after a failed or interrupted run, nor on a disk swapped in meanwhile.
+        let same_disk = self.storage.as_ref().is_some_and(|s| s.id() == ran_on.id());
+        if report.outcome != Outcome::Failed && !report.interrupted && same_disk {
+            if let Some(host) = self.config.hosts.iter().find(|h| h.name == name).cloned() {
+                self.prune_host(ran_on, &host);
             }
         }
     }
@@ -595,9 +690,8 @@ fn is_late(host: &Host, history: Option<&HostHistory>, now: DateTime<Utc>, since
 const ALERT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 
 /// (total, available to us) bytes of the filesystem holding `p`.
-pub fn space(p: &std::path::Path) -> (u64, u64) {
-    match rustix::fs::statvfs(p) {
-        Ok(s) => (s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize),
-        Err(_) => (0, 0),
-    }
+/// (total, available) bytes; Err when statvfs fails, which must never read as "disk full".
+pub fn space(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    let s = rustix::fs::statvfs(p)?;
+    Ok((s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize))
 }

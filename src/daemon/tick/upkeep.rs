@@ -6,6 +6,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{is_late, space, spawn_check, Daemon, Presence, ALERT_REPEAT};
+
+/// Deletions in a row that free (almost) nothing before the floor pauses, and for how long.
+const FUTILE_DELETIONS: u32 = 3;
+const FUTILE_HOLD: Duration = Duration::from_secs(6 * 3600);
+/// statvfs is cheap; the wait is for the filesystem to show what a deletion freed.
+const SPACE_CHECK_EVERY: Duration = Duration::from_secs(3);
 use crate::config::Host;
 use crate::daemon::deleter::Doomed;
 use crate::logging;
@@ -16,9 +22,13 @@ impl Daemon {
         match crate::prune::plan_host(storage, host, Utc::now()) {
             Ok(verdicts) => {
                 for v in verdicts.into_iter().filter(|v| !v.keep) {
-                    if let Err(e) = storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
-                        logging::error(format!("host={} prune {}: {e}", host.name, v.name));
-                        continue;
+                    match storage.catalog().and_then(|c| c.mark_deleting(v.id)) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            logging::error(format!("host={} prune {}: {e}", host.name, v.name));
+                            continue;
+                        }
                     }
                     logging::info(format!(
                         "host={} pruning {} ({})",
@@ -50,15 +60,50 @@ impl Daemon {
         };
         if self
             .last_space_check
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+            .is_some_and(|t| t.elapsed() < SPACE_CHECK_EVERY)
             || self.deleter.pending() > 0
         {
             return;
         }
         self.last_space_check = Some(Instant::now());
-        let (total, free) = space(storage.root());
+        let (total, free) = match space(storage.root()) {
+            Ok(s) => s,
+            Err(e) => {
+                // Unknown free space must not read as "full": that would delete history.
+                logging::warn(format!("free-space floor: cannot read free space: {e}"));
+                return;
+            }
+        };
         let short = min_free.bytes_short(total, free);
+        let sd = &mut self.space_deletions;
         if short == 0 {
+            *sd = Default::default();
+            return;
+        }
+        if let Some(before) = sd.free_before.take() {
+            // Hard-linked snapshots share most data, so one deletion may free little; a
+            // few in a row freeing nothing means the disk fills with something else.
+            let freed = free.saturating_sub(before);
+            if freed < (short / 100).max(1 << 20) {
+                sd.futile += 1;
+            } else {
+                sd.futile = 0;
+            }
+            if sd.futile >= FUTILE_DELETIONS {
+                sd.futile = 0;
+                sd.hold_until = Some(Instant::now() + FUTILE_HOLD);
+                logging::warn(format!(
+                    "free-space floor: the last {FUTILE_DELETIONS} deletions freed almost nothing; \
+                     not deleting more for {} (something other than older snapshots fills the disk)",
+                    humantime::format_duration(FUTILE_HOLD)
+                ));
+            }
+        }
+        if sd.hold_until.is_some_and(|t| Instant::now() < t) {
+            self.note = Some(format!(
+                "disk below the free-space floor ({}); deleting snapshots freed almost nothing, so snapnest paused it",
+                min_free.describe()
+            ));
             return;
         }
         match crate::prune::space_victim(&storage) {
@@ -69,11 +114,15 @@ impl Daemon {
                         _ => return,
                     }
                 }
-                if storage
-                    .catalog()
-                    .and_then(|c| c.mark_deleting(snap.id))
-                    .is_ok()
-                {
+                let marked = storage.catalog().and_then(|c| c.mark_deleting(snap.id));
+                if let Err(e) = &marked {
+                    logging::error(format!(
+                        "host={host} pruning {} to make room: {e}",
+                        snap.name
+                    ));
+                }
+                if let Ok(true) = marked {
+                    self.space_deletions.free_before = Some(free);
                     logging::warn(format!(
                         "host={host} pruning {} to make room: {} below the free-space floor ({})",
                         snap.name,
