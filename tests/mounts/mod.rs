@@ -22,6 +22,32 @@ pub struct Mounted {
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
     loopdev: Option<String>,
+    /// Loop devices are few (8 nodes and no udev to make more in a container): the tests of
+    /// this binary take them one at a time.
+    _loop_turn: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+static LOOP_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Attach `img` to a free loop device; other processes may take the one `-f` found, so try
+/// again for a while.
+fn attach(img: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show", img])
+            .output()
+            .expect("losetup (util-linux)");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no free loop device for 60 s: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -60,6 +86,8 @@ impl Mounted {
         fs::create_dir(&mnt).unwrap();
         let (img_s, mnt_s) = (img.to_str().unwrap(), mnt.to_str().unwrap());
         let mut loopdev = None;
+        let needs_loop = matches!(fs, Fs::Ext4 | Fs::Xfs | Fs::Btrfs | Fs::Exfat);
+        let loop_turn = needs_loop.then(|| LOOP_TURN.lock().unwrap_or_else(|p| p.into_inner()));
         if fs != Fs::Tmpfs {
             fs::File::create(&img)
                 .unwrap()
@@ -86,14 +114,14 @@ impl Mounted {
                     Fs::Xfs => run("mkfs.xfs", &["-q", "-f", img_s]),
                     _ => run("mkfs.btrfs", &["-q", "-f", img_s]),
                 };
-                let dev = run("losetup", &["-f", "--show", img_s]);
+                let dev = attach(img_s);
                 run("mount", &[&dev, mnt_s]);
                 loopdev = Some(dev);
             }
             Fs::Exfat => {
                 run("mkfs.exfat", &[img_s]);
                 // exfat-fuse wants a block device.
-                let dev = run("losetup", &["-f", "--show", img_s]);
+                let dev = attach(img_s);
                 run("mount.exfat-fuse", &[&dev, mnt_s]);
                 loopdev = Some(dev);
             }
@@ -111,6 +139,7 @@ impl Mounted {
             dir,
             mnt,
             loopdev,
+            _loop_turn: loop_turn,
         }
     }
 }
