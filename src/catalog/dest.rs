@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::Catalog;
 use crate::dest::probe::Findings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::strategy::Choice;
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS snapshot_strategy (
@@ -73,15 +73,11 @@ impl Catalog {
 
     /// The findings of the last probe of this storage's disk.
     pub fn probe(&self) -> Result<Option<Findings>> {
-        match self.meta_get("probe")? {
-            None => Ok(None),
-            Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
-                Error::Other(format!(
-                    "catalog {}: recorded probe is unreadable: {e}",
-                    self.path.display()
-                ))
-            }),
-        }
+        // A probe written by another version of snapnest may not parse: then there is no
+        // usable probe, and the next run probes again and records its own.
+        Ok(self
+            .meta_get("probe")?
+            .and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// Record a probe and the strategy chosen from it, in one transaction.
