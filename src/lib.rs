@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell over this library; tests drive the same entry points.
 
+pub mod authorize;
 pub mod catalog;
 pub mod cli;
 pub mod config;

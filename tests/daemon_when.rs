@@ -227,6 +227,16 @@ fn a_late_host_is_marked_and_its_owner_told() {
         .matches("Backup overdue")
         .count();
     assert_eq!(calls, 1, "{}", fs::read_to_string(&record).unwrap());
+    // Also across a restart: the alert time is kept in the state folder.
+    drop(daemon);
+    let daemon = setup.start_daemon();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(daemon.status().unwrap()["hosts"][0]["late"], true);
+    let calls = fs::read_to_string(&record)
+        .unwrap()
+        .matches("Backup overdue")
+        .count();
+    assert_eq!(calls, 1, "{}", fs::read_to_string(&record).unwrap());
 }
 
 #[test]
@@ -286,7 +296,8 @@ fn with_one_slot_the_most_overdue_host_goes_first() {
     });
     let log = daemon.log_text();
     assert!(
-        log_index(&log, "host=never backup starting") < log_index(&log, "host=often backup starting"),
+        log_index(&log, "host=never backup starting")
+            < log_index(&log, "host=often backup starting"),
         "{log}"
     );
 }

@@ -41,6 +41,9 @@ pub fn backup(config: &Config, hosts: &[String], all: bool) -> anyhow::Result<i3
     let mut worst = Outcome::Good;
     for host in selected {
         let report = backup_with_progress(&storage, host);
+        for a in &report.advice {
+            eprintln!("{}: {a}", host.name);
+        }
         print_problems(report.problems.iter().map(|p| p.to_string()));
         println!("{}", report.summary());
         worst = worst.worst(report.outcome);

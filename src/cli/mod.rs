@@ -12,6 +12,7 @@ use crate::config::{Config, SourceSpec};
 use crate::source::ssh::Connection;
 use crate::storage::Storage;
 
+mod authorize;
 mod backup;
 mod probe;
 mod status;
@@ -43,6 +44,9 @@ pub enum Command {
         /// Host name from the config.
         host: String,
     },
+    /// Print (or --install) the authorized_keys line that lets this box's key read a host's
+    /// folders and nothing else (restrict, from=, a read-only forced command).
+    Authorize(authorize::AuthorizeArgs),
     /// Back up hosts now.
     Backup {
         /// Host names from the config.
@@ -159,7 +163,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 conn.key_type()
             );
             match &spec.host_key {
-                Some(pinned) if *pinned == fp => println!("This matches the pinned key."),
+                Some(pinned) if *pinned == fp => {
+                    println!("This matches the pinned key.");
+                    if let Err(e) = authorize::print_access(host, spec) {
+                        println!("Could not check the folders: {e}");
+                    }
+                }
                 Some(pinned) => {
                     eprintln!(
                         "snapnest: error: host {}: HOST KEY CHANGED: config pins {pinned}, server presents {fp}",
@@ -174,6 +183,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
             println!("host_key = \"{fp}\"");
             Ok(0)
+        }
+        Command::Authorize(a) => {
+            let config = load_config(&args)?;
+            authorize::run(&config, a)
         }
         Command::Backup { hosts, all } => {
             let config = load_config(&args)?;

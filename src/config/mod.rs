@@ -65,6 +65,8 @@ pub struct SshSpec {
     /// Pinned `SHA256:…` fingerprint.
     pub host_key: Option<String>,
     pub transfer: Transfer,
+    /// `from=` pattern for `snapnest authorize` (None: the box's own address towards the host).
+    pub authorize_from: Option<String>,
 }
 
 /// How content and listings travel from an SSH host.
@@ -366,6 +368,10 @@ impl Validator<'_> {
                 ("user", h.user.as_ref().map(|s| s.span())),
                 ("host_key", h.host_key.as_ref().map(|s| s.span())),
                 ("identity", h.identity.as_ref().map(|s| s.span())),
+                (
+                    "authorize_from",
+                    h.authorize_from.as_ref().map(|s| s.span()),
+                ),
             ] {
                 if let Some(sp) = v {
                     return self.err(sp, &key(k), "has no meaning for source = \"local\"");
@@ -440,6 +446,13 @@ impl Validator<'_> {
                     }
                 },
             };
+            let authorize_from = match h.authorize_from.as_ref().or(d.authorize_from.as_ref()) {
+                None => None,
+                Some(f) => match crate::authorize::check_from(f.get_ref()) {
+                    Ok(()) => Some(f.get_ref().clone()),
+                    Err(m) => return self.err(f.span(), &key("authorize_from"), m),
+                },
+            };
             SourceSpec::Ssh(SshSpec {
                 address: address.get_ref().clone(),
                 port,
@@ -447,6 +460,7 @@ impl Validator<'_> {
                 identity,
                 host_key,
                 transfer,
+                authorize_from,
             })
         };
 

@@ -53,6 +53,8 @@ pub struct RawHost {
     pub timeout: Option<Spanned<String>>,
     /// How to read an SSH host: "auto" (GNU find+tar when present, else SFTP), "stream", "sftp".
     pub transfer: Option<Spanned<String>>,
+    /// `from=` of the key line `snapnest authorize` prints: the box's address as the host sees it.
+    pub authorize_from: Option<Spanned<String>>,
     pub schedule: Option<Spanned<String>>,
     pub every: Option<Spanned<String>>,
     pub blackout: Option<Spanned<Vec<Spanned<String>>>>,

@@ -151,3 +151,35 @@ pub fn read(state_dir: &Path) -> Result<Option<DaemonStatus>> {
         Err(e) => Err(Error::io(p, "reading status", e)),
     }
 }
+
+/// `<state_dir>/alerts.json`: host → when its owner was last told it is late (ms).
+#[derive(Debug)]
+pub struct Alerts {
+    path: PathBuf,
+    last: std::collections::BTreeMap<String, i64>,
+}
+
+impl Alerts {
+    /// A missing or unreadable file means "never alerted": at worst one alert too many.
+    pub fn load(state_dir: &Path) -> Alerts {
+        let path = state_dir.join("alerts.json");
+        let last = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Alerts { path, last }
+    }
+
+    pub fn last(&self, host: &str) -> Option<i64> {
+        self.last.get(host).copied()
+    }
+
+    /// Remember an alert; it is on disk when this returns Ok.
+    pub fn record(&mut self, host: &str, at_ms: i64) -> Result<()> {
+        self.last.insert(host.to_string(), at_ms);
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_vec(&self.last).map_err(|e| Error::Other(e.to_string()))?;
+        fs::write(&tmp, text).at(&tmp, "writing alert times")?;
+        fs::rename(&tmp, &self.path).at(&self.path, "writing alert times")
+    }
+}

@@ -96,6 +96,11 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
     report
 }
 
+/// No snapshot yet: the run whose messages tell the user how to set the host up.
+fn first_run(catalog: &Catalog, host: &str) -> bool {
+    matches!(catalog.latest_snapshot(host), Ok(None))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     active: &Active,
@@ -108,8 +113,14 @@ fn run(
     started: Instant,
 ) -> Result<()> {
     progress.set_phase("connecting");
-    let mut source = Source::open(host)?;
+    let (mut source, access) = Source::open_checked(host)?;
     report.method = source.method();
+    if let Some(access) = access.filter(|_| first_run(catalog, &host.name)) {
+        report.advice = access.advice(&host.name);
+        if let Some(why) = &access.fallback {
+            report.advice.push(format!("reading by SFTP because {why}"));
+        }
+    }
 
     progress.checkpoint()?;
     progress.set_phase("listing");

@@ -15,6 +15,8 @@ pub struct Report {
     /// Folder name of the published snapshot.
     pub snapshot: Option<String>,
     pub problems: Vec<FileProblem>,
+    /// Setup advice for the user (first run of a host: folders the key cannot read, and why).
+    pub advice: Vec<String>,
     /// Why the run failed, when it did.
     pub message: Option<String>,
     pub duration: Duration,
@@ -33,6 +35,7 @@ impl Report {
             stats: Stats::default(),
             snapshot: None,
             problems: Vec::new(),
+            advice: Vec::new(),
             message,
             duration: Duration::ZERO,
             method: "",

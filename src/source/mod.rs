@@ -2,6 +2,8 @@
 //! SSH hosts (GNU find/tar streams, or SFTP where those tools are missing).
 //! An enum rather than a trait object: the set is closed and the job owns its source.
 
+pub mod access;
+pub mod commands;
 pub mod listing;
 pub mod local;
 pub mod sftp;
@@ -11,7 +13,7 @@ pub mod throttle;
 
 use std::io::Read;
 
-use crate::config::{Host, SourceSpec, Transfer};
+use crate::config::{Host, SourceSpec};
 use crate::error::Result;
 use crate::model::{Entry, FileProblem};
 pub use throttle::Throttle;
@@ -48,20 +50,17 @@ pub enum Source {
 impl Source {
     /// Connect (for SSH: TCP, pinned host key, key auth) and pick the transfer method.
     pub fn open(host: &Host) -> Result<Source> {
+        Source::open_checked(host).map(|(s, _)| s)
+    }
+
+    /// Like `open`, and what the SSH host let this key read (None for local sources).
+    pub fn open_checked(host: &Host) -> Result<(Source, Option<access::Access>)> {
         match &host.source {
-            SourceSpec::Local => Ok(Source::Local(local::LocalSource::new())),
+            SourceSpec::Local => Ok((Source::Local(local::LocalSource::new()), None)),
             SourceSpec::Ssh(spec) => {
                 let conn = ssh::Connection::connect(&host.name, spec, host.timeout, true)?;
-                let use_stream = match spec.transfer {
-                    Transfer::Stream => true,
-                    Transfer::Sftp => false,
-                    Transfer::Auto => stream::has_gnu_tools(&conn)?,
-                };
-                Ok(if use_stream {
-                    Source::Stream(stream::StreamSource::new(conn))
-                } else {
-                    Source::Sftp(sftp::SftpSource::new(conn)?)
-                })
+                let (source, access) = access::open(conn, spec, &host.folders)?;
+                Ok((source, Some(access)))
             }
         }
     }

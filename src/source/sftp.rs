@@ -28,6 +28,11 @@ impl SftpSource {
         Ok(SftpSource { conn, sftp })
     }
 
+    /// The SFTP session, for probes that read nothing (`access`).
+    pub fn sftp(&self) -> &Sftp {
+        &self.sftp
+    }
+
     pub fn list(&mut self, _host: &str, folders: &[String]) -> Result<Listing> {
         let mut listing = Listing::default();
         // Parents are followed like the folders: `/home -> /usr/home` is stored as a folder.

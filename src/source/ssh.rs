@@ -250,7 +250,7 @@ impl Read for ChannelReader<'_> {
 /// Single-quote for a POSIX shell. Only config-given folders go through here; names that
 /// come from a host travel on stdin.
 pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    super::commands::quote(s)
 }
 
 #[cfg(test)]

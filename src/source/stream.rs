@@ -4,8 +4,9 @@
 
 use std::io::Read;
 
-use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len, FIND_FORMAT};
-use super::ssh::{sh_quote, ChannelReader, Connection};
+use super::commands;
+use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len};
+use super::ssh::{ChannelReader, Connection};
 use super::{Fetched, Listing, Throttle};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Severity};
@@ -18,13 +19,8 @@ pub struct StreamSource {
     pub conn: Connection,
 }
 
-/// GNU findutils and GNU tar ≥ 1.29 (for `--verbatim-files-from`)?
-pub fn has_gnu_tools(conn: &Connection) -> Result<bool> {
-    let out = conn.run(
-        "LC_ALL=C find --version 2>&1; LC_ALL=C tar --version 2>&1",
-        b"",
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
+/// Does `--version` output show GNU findutils and GNU tar ≥ 1.29 (for `--verbatim-files-from`)?
+pub fn is_gnu(text: &str) -> bool {
     let tar_ok = text
         .lines()
         .find_map(|l| l.strip_prefix("tar (GNU tar) "))
@@ -36,7 +32,7 @@ pub fn has_gnu_tools(conn: &Connection) -> Result<bool> {
             ))
         })
         .is_some_and(|(maj, min)| (maj, min) >= (1, 29));
-    Ok(text.contains("GNU findutils") && tar_ok)
+    text.contains("GNU findutils") && tar_ok
 }
 
 impl StreamSource {
@@ -45,22 +41,8 @@ impl StreamSource {
     }
 
     pub fn list(&mut self, host: &str, folders: &[String]) -> Result<Listing> {
+        let cmd = commands::listing(folders);
         let ancestors = all_ancestors(folders);
-        let quoted = |list: &[String]| {
-            list.iter()
-                .map(|f| sh_quote(f))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let mut cmd = String::from("LC_ALL=C; export LC_ALL; ");
-        if !ancestors.is_empty() {
-            cmd += &format!(
-                "find -H {} -maxdepth 0 -printf '{FIND_FORMAT}'; ",
-                quoted(&ancestors)
-            );
-        }
-        // -H: a configured folder that is a symlink is backed up as the folder it points to.
-        cmd += &format!("find -H {} -printf '{FIND_FORMAT}'", quoted(folders));
         let mut roots = folders.to_vec();
         roots.extend(ancestors);
         let mut listing = Listing::default();
@@ -162,7 +144,7 @@ impl StreamSource {
             names.extend_from_slice(&f.path);
             names.push(0);
         }
-        let cmd = "LC_ALL=C TAR_OPTIONS= tar --hard-dereference -C / --null --verbatim-files-from --no-recursion --quoting-style=literal -T - -cf -";
+        let cmd = commands::TAR;
         let mut channel = self.conn.start(cmd, &names)?;
         let mut stderr = Vec::new();
         let mut missing = Vec::new();

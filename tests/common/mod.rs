@@ -2,14 +2,17 @@
 //! folder, storage folders, trees to back up, and the real `snapnest` binary.
 #![allow(dead_code)]
 
-mod disk;
-pub use disk::*;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod disk;
+pub mod keys;
+#[allow(unused_imports)]
+pub use disk::*;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 

@@ -71,7 +71,6 @@ struct Slot {
     requests: Vec<String>,
     history: Option<HostHistory>,
     presence: Option<Presence>,
-    last_alert: Option<Instant>,
     /// Why `history` could not be read, while it cannot (logged once per new message).
     catalog_error: Option<String>,
 }
@@ -103,6 +102,9 @@ pub struct Daemon {
     force_presence: bool,
     last_space_check: Option<Instant>,
     space_deletions: SpaceDeletions,
+    /// When each late host's owner was last told (wall-clock ms), kept in the state folder so
+    /// a restarting daemon does not repeat the alert.
+    alerts: super::state::Alerts,
     /// The disk (re)appeared: its unfinished deletions are still to be queued.
     resume_pending: bool,
     last_written: Option<DaemonStatus>,
@@ -115,6 +117,7 @@ impl Daemon {
     pub fn new(config: Config, config_path: PathBuf) -> Daemon {
         let (tx, rx) = channel();
         let watch = Watch::new(config.daemon.watch.clone());
+        let alerts = super::state::Alerts::load(&config.daemon.state_dir);
         let mut d = Daemon {
             config,
             config_path,
@@ -131,6 +134,7 @@ impl Daemon {
             last_space_check: None,
             space_deletions: SpaceDeletions::default(),
             resume_pending: false,
+            alerts,
             last_written: None,
             note: None,
             storage_busy: None,

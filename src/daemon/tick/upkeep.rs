@@ -158,7 +158,8 @@ impl Daemon {
             if !is_late(host, slot.history.as_ref(), now, self.started_ms) {
                 continue;
             }
-            let recently = slot.last_alert.is_some_and(|t| t.elapsed() < ALERT_REPEAT);
+            let recently = (self.alerts.last(&host.name))
+                .is_some_and(|ms| now.timestamp_millis() - ms < ALERT_REPEAT.as_millis() as i64);
             if host.automation.notify == crate::hooks::Notify::Off || recently {
                 continue;
             }
@@ -178,7 +179,12 @@ impl Daemon {
             if !matches!(slot.presence, Some(Presence::Here { .. })) {
                 continue;
             }
-            slot.last_alert = Some(Instant::now());
+            if let Err(e) = self.alerts.record(&host.name, now.timestamp_millis()) {
+                logging::warn(format!(
+                    "host={} remembering the late alert: {e}",
+                    host.name
+                ));
+            }
             let h = host.clone();
             let last = slot.history.as_ref().and_then(|x| x.last_good_started_ms);
             std::thread::spawn(move || crate::runner::notify_stale(&h, last));

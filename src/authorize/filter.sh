@@ -1,0 +1,52 @@
+#!/bin/sh
+# snapnest read-only filter for host @HOST@, printed by `snapnest authorize`.
+# It is the forced command of the backup box's SSH key: it runs only the exact commands
+# snapnest issues for the folders configured when it was printed, read-only, and refuses
+# everything else with a log line (syslog via logger, and stderr). When the folders change,
+# print it again (`snapnest authorize @HOST@ --script`) and replace this file.
+# Do not edit the values below by hand: they must equal what snapnest sends, byte for byte.
+
+PROBE=@PROBE@
+LIST=@LIST@
+TAR=@TAR@
+# Names tar may read (from stdin, relative to /): under a configured folder.
+NAMES=@NAMES@
+# Non-empty in sudo mode: this file's own path, run again as root through `sudo -n`.
+SUDO=@SUDO@
+
+LC_ALL=C
+export LC_ALL
+
+refuse() {
+    logger -t snapnest-filter -p auth.warning -- "refused for uid $(id -u): $1" 2>/dev/null
+    printf 'snapnest-filter: refused: %s\n' "$1" >&2
+    exit 126
+}
+
+if [ $# -gt 0 ]; then
+    # The second hop (as root, through sudo): checked again below, like the first.
+    cmd=$1
+else
+    cmd=${SSH_ORIGINAL_COMMAND-}
+    [ -n "$cmd" ] || refuse "(no command: interactive login)"
+    if [ -n "$SUDO" ]; then
+        if [ "x$cmd" = "x$PROBE" ] || [ "x$cmd" = "x$LIST" ] || [ "x$cmd" = "x$TAR" ]; then
+            exec sudo -n "$SUDO" "$cmd"
+        fi
+        refuse "$cmd"
+    fi
+fi
+
+# Run our own copy of the command, never the received string.
+if [ "x$cmd" = "x$PROBE" ]; then
+    exec /bin/sh -c "$PROBE"
+elif [ "x$cmd" = "x$LIST" ]; then
+    exec /bin/sh -c "$LIST"
+elif [ "x$cmd" = "x$TAR" ]; then
+    # Only names under the folders and without empty, . or .. parts reach tar; others are
+    # dropped (snapnest then reports them as not delivered).
+    grep -z -E -e "$NAMES" | grep -z -v -E -e '(^|/)\.\.?(/|$)' -e '//' | /bin/sh -c "$TAR"
+    exit
+else
+    refuse "$cmd"
+fi
