@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dest;
 pub mod error;
 pub mod hooks;
 pub mod job;
@@ -22,5 +23,7 @@ pub mod schedule;
 pub mod source;
 pub mod storage;
 pub mod web;
+pub mod store;
+pub mod strategy;
 
 pub use error::{Error, Result};

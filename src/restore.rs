@@ -101,11 +101,13 @@ pub fn restore(
             destination.display()
         )));
     }
-    let snap_root = storage.root().join(host).join(&snap.name);
     let stage = Stage {
         root: to.to_path_buf(),
         preserve_owner: rustix::process::geteuid().is_root(),
+        keep: crate::job::stage::Keep::all(),
     };
+    // Copy-with-history snapshots keep some files in later snapshots' folders.
+    let locator = crate::strategy::Locator::new(storage, &catalog, host, &snap.name)?;
     let mut out = Restored {
         snapshot: snap.name.clone(),
         destination,
@@ -119,7 +121,7 @@ pub fn restore(
                 out.folders += 1;
             }
             Kind::File => {
-                let src = source_path(&snap_root, &rel, &base, e);
+                let src = locator.find(&[&rel[..], &e.path[base.len()..]].concat());
                 let mut file = open_nofollow(&src).at(&src, "opening")?;
                 match stage.write(e, &mut file, &mut buf, &mut |_| {}) {
                     Ok(n) => {
@@ -145,10 +147,4 @@ pub fn restore(
             .at(stage.path(e), "setting folder metadata")?;
     }
     Ok(out)
-}
-
-/// Where a re-rooted entry lives in the snapshot folder.
-fn source_path(snap_root: &Path, rel: &[u8], base: &[u8], e: &Entry) -> PathBuf {
-    let original = [rel, &e.path[base.len()..]].concat();
-    snap_root.join(std::ffi::OsStr::from_bytes(&original))
 }

@@ -9,8 +9,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
 
+mod dest;
 mod history;
 mod web;
+pub use dest::StrategyInfo;
 mod schema;
 pub use history::HostHistory;
 pub use web::RunDetail;
@@ -52,15 +54,14 @@ pub struct RunRow {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let err = |action| err_at(path, action);
-        let conn = Connection::open(path).map_err(err("opening"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err("configuring"))?;
-        // WAL + NORMAL: a crash loses at most the last commits, never consistency.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err("configuring"))?;
+        let conn = match dest::open_connection(path, "WAL") {
+            // WAL needs shared memory maps, which some FUSE disks (fusefat) cannot give.
+            Err(Error::Catalog { source, .. }) if dest::is_shm_error(&source) => {
+                dest::leave_wal(path)?;
+                dest::open_connection(path, "DELETE")?
+            }
+            other => other?,
+        };
         let mut c = Catalog {
             conn,
             path: path.to_path_buf(),

@@ -10,11 +10,12 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, SourceSpec};
 use crate::source::ssh::Connection;
-use crate::storage::{InitOutcome, Storage};
+use crate::storage::Storage;
 
 mod authorize;
 mod backup;
 mod passwd;
+mod probe;
 mod status;
 pub use backup::backup_with_progress;
 
@@ -97,6 +98,14 @@ pub enum Command {
     /// Read a password from the terminal (or stdin) and print the `password_hash = …` line
     /// for the config's [web] table.
     Passwd,
+    /// Find out by experiment what a backup disk can do, and the strategy snapnest would use.
+    Probe {
+        /// An existing folder on the disk (a scratch folder inside it is removed afterwards).
+        dir: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Try snapnest without SSH: back up a sample folder into ./snapnest-data.
     Quickstart {
         /// Where to put the sample folder, config and storage.
@@ -132,7 +141,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     match &args.command {
         Command::Init => {
             let config = load_config(&args)?;
-            init(&config.storage)
+            probe::init(&config.storage, &config.strategy)
+        }
+        Command::Probe { dir, json } => {
+            // The config is optional here: it only says which strategy is wanted.
+            let wanted = match args.config.as_ref() {
+                Some(_) => load_config(&args)?.strategy,
+                None => crate::strategy::Wanted::Auto,
+            };
+            probe::probe_command(dir, &wanted, *json)
         }
         Command::Hostkey { host } => {
             let config = load_config(&args)?;
@@ -228,28 +245,25 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 pub fn init(root: &Path) -> anyhow::Result<i32> {
-    match Storage::init(root)? {
-        InitOutcome::Created { id } => println!("initialised {} (storage id {id})", root.display()),
-        InitOutcome::AlreadyInitialised { id } => {
-            println!(
-                "{} is already initialised (storage id {id}); nothing changed",
-                root.display()
-            )
-        }
-    }
-    Ok(0)
+    probe::init(root, &crate::strategy::Wanted::Auto)
 }
 
 pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
     let catalog = storage.catalog()?;
     let snaps = catalog.snapshots(host).context("reading snapshots")?;
+    if let Some(line) = probe::describe(storage)? {
+        println!("{line}");
+    }
     println!(
-        "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {}",
-        "HOST", "SNAPSHOT", "FILES", "SIZE", "NEW", "DURATION", "RESULT"
+        "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8}  {}",
+        "HOST", "SNAPSHOT", "FILES", "SIZE", "NEW", "DURATION", "STRATEGY", "RESULT"
     );
     for s in snaps.iter().filter(|s| s.published) {
+        let strategy = catalog
+            .snapshot_strategy(s.id)?
+            .unwrap_or_else(|| "hardlink".into());
         println!(
-            "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {}",
+            "{:<16} {:<20} {:>9} {:>10} {:>10} {:>9}  {:<8}  {}",
             s.host,
             s.name,
             s.files,
@@ -257,6 +271,7 @@ pub fn list(storage: &Storage, host: Option<&str>) -> anyhow::Result<i32> {
             bytesize::ByteSize(s.new_bytes).to_string(),
             humantime::format_duration(Duration::from_secs((s.duration_ms as u64).div_ceil(1000)))
                 .to_string(),
+            strategy,
             s.result.as_str()
         );
     }

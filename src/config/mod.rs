@@ -28,6 +28,8 @@ pub struct Config {
     pub storage: PathBuf,
     /// Free-space floor of the storage's disk: below it, the oldest unprotected snapshots go.
     pub min_free: Option<crate::retention::MinFree>,
+    /// `[storage] strategy`: how snapshots are kept on the disk.
+    pub strategy: crate::strategy::Wanted,
     pub daemon: Daemon,
     pub hosts: Vec<Host>,
     /// The status web page; None without a `[web]` table.
@@ -47,6 +49,8 @@ pub struct Host {
     pub timeout: Duration,
     /// Schedule, retention, hooks and notifications.
     pub automation: Automation,
+    /// The storage's `[storage] strategy`, carried to each run.
+    pub strategy: crate::strategy::Wanted,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +179,13 @@ impl Validator<'_> {
         let storage_span = storage.span();
         let storage = storage.into_inner();
         let min_free = self.min_free(storage.min_free)?;
+        let strategy = match &storage.strategy {
+            None => crate::strategy::Wanted::Auto,
+            Some(s) => match crate::strategy::Wanted::parse(s.get_ref()) {
+                Ok(w) => w,
+                Err(msg) => return self.err(s.span(), "storage.strategy", msg),
+            },
+        };
         let Some(path) = storage.path else {
             return self.err(
                 storage_span,
@@ -207,7 +218,8 @@ impl Validator<'_> {
         let mut names = HashSet::new();
         for (i, host) in raw.host.into_iter().enumerate() {
             let span = host.span();
-            let host = self.host(i, span.clone(), host.into_inner(), &defaults)?;
+            let mut host = self.host(i, span.clone(), host.into_inner(), &defaults)?;
+            host.strategy = strategy.clone();
             if !names.insert(host.name.clone()) {
                 return self.err(
                     span,
@@ -221,6 +233,7 @@ impl Validator<'_> {
             file: self.file.to_path_buf(),
             storage,
             min_free,
+            strategy,
             daemon: self.daemon(raw.daemon)?,
             hosts,
             web: self.web(raw.web)?,
@@ -465,6 +478,7 @@ impl Validator<'_> {
             bwlimit,
             timeout,
             automation,
+            strategy: crate::strategy::Wanted::Auto,
         })
     }
 

@@ -32,6 +32,8 @@ pub struct RawDaemon {
 pub struct RawStorage {
     pub path: Option<Spanned<String>>,
     pub min_free: Option<Spanned<String>>,
+    /// "auto" (the probe decides), or "hardlink", "btrfs", "reflink", "history".
+    pub strategy: Option<Spanned<String>>,
 }
 
 /// Keys of a `[[host]]` table; `[defaults]` takes the same keys except `name`.

@@ -101,10 +101,17 @@ pub fn delete(storage: &Storage, d: &Doomed) -> crate::Result<()> {
     let visible = host_dir.join(&d.name);
     let hidden = host_dir.join(format!("{DELETING_PREFIX}{}", d.name));
     if fs::symlink_metadata(&visible).is_ok() {
+        crate::strategy::before_delete(storage, &d.host, d.id, &d.name)?;
         fs::rename(&visible, &hidden)
             .map_err(|e| crate::Error::io(&visible, "hiding pruned snapshot", e))?;
     }
-    remove_tree(&hidden).map_err(|e| crate::Error::io(&hidden, "removing pruned snapshot", e))?;
+    if crate::dest::btrfs::is_subvolume(&hidden) {
+        crate::dest::btrfs::delete_subvolume(&hidden)
+            .map_err(|e| crate::Error::io(&hidden, "deleting btrfs snapshot", e))?;
+    } else {
+        remove_tree(&hidden)
+            .map_err(|e| crate::Error::io(&hidden, "removing pruned snapshot", e))?;
+    }
     drop(_idle);
     storage.catalog()?.forget_snapshot(d.id)
 }

@@ -21,7 +21,9 @@ use crate::model::{Entry, FileProblem, Kind, Outcome, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 pub use progress::{progress_line, Progress, ProgressView};
-use publish::{point_latest, snapshot_name, staging_dir};
+use publish::{point_latest, snapshot_name};
+pub use publish::{find_staging, new_staging_path, staging_dir};
+use crate::strategy::{Active, Strategy};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
 
@@ -46,9 +48,21 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         let _lock = storage.lock_host(&host.name)?;
         let mut catalog = storage.catalog()?;
         let host_dir = storage.host_dir(&host.name)?;
+        // The disk is still the one probed, or it is probed again now.
+        let active = Active::load(storage, &catalog, &host.strategy)?;
+        if let Some(why) = &active.reprobed {
+            crate::logging::info(format!(
+                "storage {}: {why}; strategy {}",
+                storage.root().display(),
+                active.strategy.name()
+            ));
+        }
         catalog.recover(&host.name, |name| host_dir.join(name).is_dir())?;
         // A crash between rename and `latest` leaves the link one snapshot behind.
-        if let Some(newest) = catalog.latest_snapshot(&host.name)? {
+        if let Some(newest) = catalog
+            .latest_snapshot(&host.name)?
+            .filter(|_| active.findings.symlinks.ok)
+        {
             if std::fs::read_link(host_dir.join("latest")).ok().as_deref()
                 != Some(Path::new(&newest.name))
             {
@@ -58,6 +72,7 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
         let run_id = catalog.begin_run(&host.name, now_ms())?;
         report.run_id = Some(run_id);
         let outcome = run(
+            &active,
             &mut catalog,
             run_id,
             &host_dir,
@@ -99,7 +114,9 @@ fn first_run(catalog: &Catalog, host: &str) -> bool {
     matches!(catalog.latest_snapshot(host), Ok(None))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
+    active: &Active,
     catalog: &mut Catalog,
     run_id: i64,
     host_dir: &Path,
@@ -170,11 +187,17 @@ fn run(
     }
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
 
-    let (staging, resuming) = staging_dir(host_dir)?;
+    let (staging, resuming) = active.staging(host_dir, prev_root.as_deref())?;
     let stage = Stage {
         root: staging.clone(),
-        preserve_owner,
+        preserve_owner: preserve_owner && active.findings.owner_kept.ok,
+        keep: active.keep(),
     };
+    if let (true, Strategy::History, Some(prev), Some(root)) =
+        (resuming, active.strategy, &prev, &prev_root)
+    {
+        crate::strategy::history::give_back(catalog, prev.id, &stage, root)?;
+    }
     if resuming {
         stage
             .remove_unlisted(&entries)
@@ -187,11 +210,29 @@ fn run(
     let stats = &mut report.stats;
     // Folders whose name this disk refuses: they and everything in them are left out.
     let mut refused: HashSet<&[u8]> = HashSet::new();
+    let mut folded = crate::store::clash::Folded::new(
+        !active.findings.case_sensitive,
+        stage.keep.names.clone(),
+    );
     for (i, e) in entries.iter().enumerate() {
         if i % 4096 == 0 {
             progress.checkpoint()?;
         }
         if crate::config::rules::parent(&e.path).is_some_and(|p| refused.contains(p)) {
+            stored[i] = false;
+            if e.kind == Kind::Dir {
+                refused.insert(&e.path);
+            }
+            continue;
+        }
+        if let Some(other) = folded.clash(e) {
+            // Storing it would overwrite the other file on this case-insensitive disk.
+            report.problems.push(problem(
+                e,
+                "writing",
+                format!("not stored: this disk does not tell its name from {other} (case-insensitive)"),
+                Severity::Error,
+            ));
             stored[i] = false;
             if e.kind == Kind::Dir {
                 refused.insert(&e.path);
@@ -214,12 +255,14 @@ fn run(
                 Err(err) => return Err(Error::io(stage.path(e), "creating folder", err)),
             },
             Kind::File => {
-                if resuming && stage.complete(e) {
+                // A btrfs staging snapshot holds the previous copies: only unchanged ones count.
+                let trusted = active.strategy != Strategy::Btrfs || unchanged[i];
+                if resuming && trusted && stage.complete(e) {
                     stats.resumed += 1;
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
-                    (Some(root), true) => stage.link(root, e).at(stage.path(e), "linking")?,
+                    (Some(root), true) => active.share(&stage, root, e).at(stage.path(e), "linking")?,
                     _ => Linked::No,
                 };
                 match linked {
@@ -447,13 +490,17 @@ fn run(
         &manifest,
         &manifest_dirty,
     )?;
+    catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;
     let final_path = host_dir.join(&name);
     fs::rename(&staging, &final_path).at(&final_path, "publishing snapshot")?;
     sync_dir(host_dir)?;
-    point_latest(host_dir, &name)?;
+    active.published(&final_path)?;
+    if active.findings.symlinks.ok {
+        point_latest(host_dir, &name)?;
+    }
     catalog.publish(snapshot_id)?;
     report.snapshot = Some(name);
     Ok(())

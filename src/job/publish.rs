@@ -11,7 +11,22 @@ use crate::storage::sync_dir;
 const STAGING_PREFIX: &str = ".incomplete-";
 
 /// The newest interrupted run's staging folder (resume), or a new one.
-pub(super) fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
+pub fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
+    if let Some(found) = find_staging(host_dir)? {
+        return Ok((found, true));
+    }
+    let path = new_staging_path(host_dir);
+    fs::create_dir(&path).at(&path, "creating staging folder")?;
+    Ok((path, false))
+}
+
+/// Where a new staging folder goes (not created).
+pub fn new_staging_path(host_dir: &Path) -> PathBuf {
+    host_dir.join(format!("{STAGING_PREFIX}{}", stamp()))
+}
+
+/// The newest interrupted run's staging folder; older leftovers are removed.
+pub fn find_staging(host_dir: &Path) -> Result<Option<PathBuf>> {
     let mut found: Vec<String> = fs::read_dir(host_dir)
         .at(host_dir, "reading host folder")?
         .filter_map(|e| e.ok())
@@ -23,13 +38,16 @@ pub(super) fn staging_dir(host_dir: &Path) -> Result<(PathBuf, bool)> {
     if let Some(newest) = found.pop() {
         // Older leftovers only cost space; the newest holds the most work.
         for old in found {
-            let _ = stage::remove(&host_dir.join(old));
+            let old = host_dir.join(old);
+            if crate::dest::btrfs::is_subvolume(&old) {
+                let _ = crate::dest::btrfs::delete_subvolume(&old);
+            } else {
+                let _ = stage::remove(&old);
+            }
         }
-        return Ok((host_dir.join(newest), true));
+        return Ok(Some(host_dir.join(newest)));
     }
-    let path = host_dir.join(format!("{STAGING_PREFIX}{}", stamp()));
-    fs::create_dir(&path).at(&path, "creating staging folder")?;
-    Ok((path, false))
+    Ok(None)
 }
 
 fn stamp() -> String {

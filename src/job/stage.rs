@@ -3,7 +3,7 @@
 //! last: so no write below the staging folder can pass through a symlink.
 
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,30 @@ pub struct Stage {
     pub root: PathBuf,
     /// Owner and group are only settable as root.
     pub preserve_owner: bool,
+    /// What the disk can hold; the rest lives in the manifest only.
+    pub keep: Keep,
+}
+
+/// What a destination keeps of an entry besides its content (from the probe).
+#[derive(Clone, Debug)]
+pub struct Keep {
+    pub mode: bool,
+    pub symlinks: bool,
+    pub names: crate::store::names::NameRules,
+    /// Runs of zeros may be left as holes (the disk has sparse files).
+    pub sparse: bool,
+}
+
+impl Keep {
+    /// An ordinary Linux filesystem: everything, names as given.
+    pub fn all() -> Keep {
+        Keep {
+            mode: true,
+            symlinks: true,
+            names: crate::store::names::NameRules::none(),
+            sparse: true,
+        }
+    }
 }
 
 /// Result of sharing a file with the previous snapshot.
@@ -34,8 +58,10 @@ pub enum CopyError {
 }
 
 impl Stage {
+    /// Where `e` is stored: names the disk refuses are escaped (see `store::names`).
     pub fn path(&self, e: &Entry) -> PathBuf {
-        self.root.join(std::ffi::OsStr::from_bytes(&e.path))
+        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
+        self.root.join(std::ffi::OsStr::from_bytes(&stored))
     }
 
     /// A real folder at `e`, replacing whatever an earlier attempt left there.
@@ -71,7 +97,8 @@ impl Stage {
 
     /// Share the previous snapshot's copy of `e`.
     pub fn link(&self, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
-        let from = prev_root.join(std::ffi::OsStr::from_bytes(&e.path));
+        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
         let to = self.path(e);
         let mut attempt = fs::hard_link(&from, &to);
         if matches!(&attempt, Err(err) if err.kind() == io::ErrorKind::AlreadyExists) {
@@ -102,6 +129,36 @@ impl Stage {
             }
             Err(_) => Ok(Linked::No),
         }
+    }
+
+    /// Reflink the previous snapshot's copy of `e` (FICLONE): a full copy in name, sharing
+    /// every block until one side changes.
+    pub fn clone_from(&self, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
+        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+        let src = match open_nofollow(&from) {
+            Ok(f) if f.metadata()?.is_file() => f,
+            _ => return Ok(Linked::No),
+        };
+        let p = self.path(e);
+        remove(&p)?;
+        let dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)?;
+        if let Err(err) = crate::dest::btrfs::clone_file(&src, &dst) {
+            drop(dst);
+            remove(&p)?;
+            return if err.raw_os_error() == Some(libc::ENOSPC) {
+                Err(err)
+            } else {
+                Ok(Linked::No)
+            };
+        }
+        self.apply_file_meta(&dst, e)?;
+        Ok(Linked::Yes)
     }
 
     /// Write `e` from `content` (until it ends), then its metadata; the mtime last, as the
@@ -140,9 +197,19 @@ impl Stage {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(CopyError::Read(err)),
             };
-            file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            if self.keep.sparse && is_zeros(&buf[..n]) {
+                // A hole: skipped here, so a sparse multi-GiB image costs what it holds.
+                file.seek(io::SeekFrom::Current(n as i64))
+                    .map_err(CopyError::Write)?;
+            } else {
+                file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            }
             written += n as u64;
             on_chunk(n as u64);
+        }
+        if self.keep.sparse {
+            // A trailing hole is not written either: the length makes it.
+            file.set_len(written).map_err(CopyError::Write)?;
         }
         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
         Ok(written)
@@ -153,7 +220,9 @@ impl Stage {
             std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))?;
         }
         // After chown, which clears setuid bits.
-        file.set_permissions(Permissions::from_mode(e.mode))?;
+        if self.keep.mode {
+            file.set_permissions(Permissions::from_mode(e.mode))?;
+        }
         let t = system_time(e.mtime_ns);
         file.set_times(FileTimes::new().set_modified(t).set_accessed(t))
     }
@@ -171,7 +240,11 @@ impl Stage {
         set_times_nofollow(&self.path(e), e.mtime_ns)
     }
 
+    /// On a disk without symlinks, the manifest alone keeps it (restore recreates it).
     pub fn symlink(&self, e: &Entry) -> io::Result<()> {
+        if !self.keep.symlinks {
+            return Ok(());
+        }
         let p = self.path(e);
         let target = std::ffi::OsStr::from_bytes(e.target.as_deref().unwrap_or(b""));
         if let Err(err) = std::os::unix::fs::symlink(target, &p) {
@@ -198,7 +271,9 @@ impl Stage {
         if self.preserve_owner {
             std::os::unix::fs::fchown(&dir, Some(e.uid), Some(e.gid))?;
         }
-        dir.set_permissions(Permissions::from_mode(e.mode))?;
+        if self.keep.mode {
+            dir.set_permissions(Permissions::from_mode(e.mode))?;
+        }
         let t = system_time(e.mtime_ns);
         dir.set_times(FileTimes::new().set_modified(t).set_accessed(t))
     }
@@ -206,6 +281,15 @@ impl Stage {
     /// Resume: delete what an earlier attempt wrote that the new listing no longer has.
     /// `wanted` must be sorted. Returns how many objects were removed.
     pub fn remove_unlisted(&self, wanted: &[Entry]) -> io::Result<u64> {
+        // Compared as stored: escaped names sort differently from the originals.
+        let mut stored: Vec<(Vec<u8>, bool)> = wanted
+            .iter()
+            .map(|e| {
+                let p = crate::store::names::stored_path(&self.keep.names, &e.path);
+                (p.into_owned(), e.kind == Kind::Dir)
+            })
+            .collect();
+        stored.sort();
         let mut removed = 0;
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
@@ -217,11 +301,11 @@ impl Stage {
                     .unwrap_or(&path)
                     .as_os_str()
                     .as_bytes();
-                let listed = wanted.binary_search_by(|e| e.path.as_slice().cmp(rel));
+                let listed = stored.binary_search_by(|e| e.0.as_slice().cmp(rel));
                 let keep = match listed {
                     Ok(i) => {
                         let is_dir = item.file_type()?.is_dir();
-                        (wanted[i].kind == Kind::Dir) == is_dir
+                        stored[i].1 == is_dir
                     }
                     Err(_) => false,
                 };
@@ -230,13 +314,22 @@ impl Stage {
                     removed += 1;
                 } else if item.file_type()?.is_dir() {
                     // A crash after folder modes were applied can leave read-only folders.
-                    fs::set_permissions(&path, Permissions::from_mode(0o700))?;
+                    if self.keep.mode {
+                        fs::set_permissions(&path, Permissions::from_mode(0o700))?;
+                    }
                     stack.push(path);
                 }
             }
         }
         Ok(removed)
     }
+}
+
+/// All zeros? Word-wise: this runs over every byte fetched.
+fn is_zeros(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u64.
+    let (head, words, tail) = unsafe { b.align_to::<u64>() };
+    head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
 }
 
 pub fn open_nofollow(p: &Path) -> io::Result<File> {

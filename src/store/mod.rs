@@ -1,0 +1,4 @@
+//! How snapshot paths are stored on disks that refuse some names.
+
+pub mod clash;
+pub mod names;

@@ -1,0 +1,102 @@
+//! Copy-with-history: the newest snapshot folder is a full mirror. A run moves each
+//! unchanged file from the previous snapshot into its staging folder and fetches the rest,
+//! so the previous folder keeps exactly its versions of what changed or was deleted.
+//!
+//! Invariant, true at every instant (also mid-run and after a crash): the file of path P of
+//! snapshot S is in the first folder of S, S+1, …, newest, staging that has P.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::catalog::Catalog;
+use crate::error::{IoContext, Result};
+use crate::job::stage::{Linked, Stage};
+use crate::model::{Entry, Kind};
+
+/// Move the previous snapshot's copy of unchanged `e` into the staging folder.
+pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
+    let stored = crate::store::names::stored_path(&stage.keep.names, &e.path);
+    let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+    let to = stage.path(e);
+    match fs::symlink_metadata(&from) {
+        Ok(md) if md.is_file() => {}
+        // Already moved by an interrupted run, or lost: fetch it.
+        _ => return Ok(Linked::No),
+    }
+    if fs::symlink_metadata(&to).is_ok() {
+        crate::job::stage::remove(&to)?;
+    }
+    fs::rename(&from, &to)?;
+    Ok(Linked::Yes)
+}
+
+/// Resume: files an interrupted run moved out of the previous snapshot go back before the
+/// new listing decides again (a file unchanged then may have changed since).
+/// Returns how many were moved back.
+pub fn give_back(catalog: &Catalog, prev_id: i64, stage: &Stage, prev_root: &Path) -> Result<u64> {
+    let mut files: HashSet<Vec<u8>> = HashSet::new();
+    catalog.for_each_entry(prev_id, None, |e, _| {
+        if e.kind == Kind::File {
+            files.insert(e.path);
+        }
+        Ok(())
+    })?;
+    let mut moved = 0;
+    for path in files {
+        let e = Entry {
+            path,
+            kind: Kind::File,
+            size: 0,
+            mtime_ns: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            target: None,
+        };
+        let staged = stage.path(&e);
+        let stored = crate::store::names::stored_path(&stage.keep.names, &e.path);
+        let home = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+        if fs::symlink_metadata(&home).is_err()
+            && fs::symlink_metadata(&staged).is_ok_and(|m| m.is_file())
+        {
+            if let Some(parent) = home.parent() {
+                fs::create_dir_all(parent).at(parent, "recreating folder in previous snapshot")?;
+            }
+            fs::rename(&staged, &home).at(&home, "moving back into previous snapshot")?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Deleting snapshot `doomed`: each file in it that `older` lacks moves there (older
+/// snapshots found it through `doomed`, and will find it there first).
+pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = doomed.join(&rel);
+        let items = match fs::read_dir(&dir) {
+            Ok(i) => i,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::Error::io(dir, "reading", e)),
+        };
+        for item in items {
+            let item = item.at(&dir, "reading")?;
+            let r = rel.join(item.file_name());
+            let ft = item.file_type().at(item.path(), "reading")?;
+            if ft.is_dir() {
+                stack.push(r);
+            } else if ft.is_file() && fs::symlink_metadata(older.join(&r)).is_err() {
+                let to = older.join(&r);
+                if let Some(parent) = to.parent() {
+                    fs::create_dir_all(parent).at(parent, "creating folder")?;
+                }
+                fs::rename(item.path(), &to).at(&to, "handing a file to the older snapshot")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! How snapshots are kept on a destination, chosen from what `probe` learnt.
+//!
+//! Every strategy publishes a folder `<host>/<snapshot>/` and records each snapshot's
+//! manifest in the catalog; they differ in how unchanged files are shared with the previous
+//! snapshot and in what a snapshot folder holds:
+//! - `hardlink`: full trees, unchanged files hard-linked (ext4, xfs, NTFS…);
+//! - `btrfs`: each snapshot a read-only subvolume snapshot of the previous one, changes applied;
+//! - `reflink`: full trees, unchanged files cloned (FICLONE);
+//! - `history`: the newest snapshot is the full mirror; each older one keeps only its files
+//!   that a later run replaced or deleted. A file of snapshot S is in the first of
+//!   S, S+1, …, newest that has it (`locate`). Works on any disk.
+
+pub mod btrfs;
+pub mod history;
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::Catalog;
+use crate::dest::probe::{self, Findings};
+use crate::error::{Error, Result};
+use crate::job::stage::{Keep, Linked, Stage};
+use crate::model::Entry;
+use crate::storage::Storage;
+use crate::store::names::NameRules;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    HardLink,
+    Btrfs,
+    Reflink,
+    History,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Btrfs,
+        Strategy::HardLink,
+        Strategy::Reflink,
+        Strategy::History,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::HardLink => "hardlink",
+            Strategy::Btrfs => "btrfs",
+            Strategy::Reflink => "reflink",
+            Strategy::History => "history",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Why this strategy works on a disk with these findings, or why it cannot.
+    pub fn fits(self, f: &Findings) -> std::result::Result<String, String> {
+        let need = |c: &probe::Check, what: &str| {
+            if c.ok {
+                Ok(())
+            } else {
+                Err(format!("{what} ({})", c.detail))
+            }
+        };
+        match self {
+            Strategy::Btrfs => need(&f.btrfs_snapshots, "no btrfs subvolume snapshots")
+                .map(|_| "btrfs read-only subvolume snapshots: O(1) to make and to delete".into()),
+            Strategy::HardLink => need(&f.hard_links, "no hard links")
+                .and_then(|_| need(&f.symlinks, "no symlinks"))
+                .map(|_| match f.link_limit {
+                    Some(n) if n < 65_000 => format!(
+                        "hard links work (at most {n} per file: a fresh copy starts a new chain)"
+                    ),
+                    _ => "hard links work: unchanged files cost no space".into(),
+                }),
+            Strategy::Reflink => need(&f.reflink, "no reflinks (FICLONE)")
+                .and_then(|_| need(&f.symlinks, "no symlinks"))
+                .map(|_| "reflink copies share unchanged blocks".into()),
+            Strategy::History => Ok(if f.hard_links.ok {
+                "copy-with-history works anywhere".into()
+            } else {
+                format!(
+                    "no hard links ({}): copy-with-history keeps a full mirror plus what each run replaced",
+                    f.hard_links.detail
+                )
+            }),
+        }
+    }
+}
+
+/// `[storage] strategy`: let the probe decide, or insist on one.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Wanted {
+    #[default]
+    Auto,
+    Named(Strategy),
+}
+
+impl Wanted {
+    pub fn parse(s: &str) -> std::result::Result<Wanted, String> {
+        match s {
+            "auto" => Ok(Wanted::Auto),
+            "image" => Err("\"image\" (a loop-mounted ext4 image) is not available in this version; use \"auto\", \"history\" or one of the others".into()),
+            _ => Strategy::parse(s).map(Wanted::Named).ok_or_else(|| {
+                format!("{s:?}: expected \"auto\", \"hardlink\", \"btrfs\", \"reflink\" or \"history\"")
+            }),
+        }
+    }
+}
+
+/// The strategy chosen for a disk, with the probe's reasons.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub strategy: Strategy,
+    pub reasons: Vec<String>,
+}
+
+/// Pick a strategy: the first that fits (btrfs, hard links, history), or the named one if
+/// it fits; a named one that cannot work is refused with the probe's reason.
+pub fn choose(f: &Findings, wanted: &Wanted) -> Result<Choice> {
+    if !f.appends_kept.ok {
+        return Err(Error::Other(format!(
+            "{} ({}) cannot hold snapnest's catalog: this filesystem driver loses data written to existing files ({}). Use another disk, or mount this one with the kernel's driver",
+            f.path.display(),
+            f.filesystem,
+            f.appends_kept.detail
+        )));
+    }
+    let mut reasons = Vec::new();
+    match wanted {
+        Wanted::Named(s) => match s.fits(f) {
+            Ok(why) => Ok(Choice {
+                strategy: *s,
+                reasons: vec![format!("named in the config; {why}")],
+            }),
+            Err(why) => Err(Error::Other(format!(
+                "strategy {:?} cannot work on {} ({}): {why}",
+                s.name(),
+                f.path.display(),
+                f.filesystem
+            ))),
+        },
+        Wanted::Auto => {
+            for s in [Strategy::Btrfs, Strategy::HardLink, Strategy::History] {
+                match s.fits(f) {
+                    Ok(why) => {
+                        reasons.push(why);
+                        return Ok(Choice {
+                            strategy: s,
+                            reasons,
+                        });
+                    }
+                    Err(why) => reasons.push(format!("not {}: {why}", s.name())),
+                }
+            }
+            unreachable!("history fits every disk")
+        }
+    }
+}
+
+/// What a run needs to know about its destination.
+#[derive(Clone, Debug)]
+pub struct Active {
+    pub strategy: Strategy,
+    pub reasons: Vec<String>,
+    pub findings: Findings,
+    /// Set when this run found another disk than the one probed and probed again.
+    pub reprobed: Option<String>,
+}
+
+impl Active {
+    /// The recorded probe, checked cheaply against the disk (statfs type + fsid, or FUSE
+    /// type + source; the marker was checked when the storage was opened). Probes again
+    /// and records the result when the disk is not the one probed.
+    pub fn load(storage: &Storage, catalog: &Catalog, wanted: &Wanted) -> Result<Active> {
+        let root = storage.root();
+        let now = crate::dest::fsinfo::Identity::of(root)
+            .map_err(|e| Error::io(root, "reading filesystem of", e))?;
+        let recorded = catalog.probe()?;
+        let (findings, reprobed) = match recorded {
+            Some(f) if f.identity.same_disk(&now) => (f, None),
+            other => {
+                let why = match &other {
+                    Some(f) => format!(
+                        "the disk is not the one probed (was {}, now {}); probed again",
+                        f.identity.describe(),
+                        now.describe()
+                    ),
+                    None => "no probe recorded for this storage; probed it".into(),
+                };
+                (probe::probe(root)?, Some(why))
+            }
+        };
+        let choice = choose(&findings, wanted)?;
+        let recorded_name = catalog.strategy_info()?.map(|s| s.strategy);
+        if reprobed.is_some() || recorded_name.as_deref() != Some(choice.strategy.name()) {
+            catalog.record_probe(&findings, &choice)?;
+        }
+        Ok(Active {
+            strategy: choice.strategy,
+            reasons: choice.reasons,
+            findings,
+            reprobed,
+        })
+    }
+
+    /// What the disk keeps besides content; the rest lives in the manifest.
+    pub fn keep(&self) -> Keep {
+        Keep {
+            mode: self.findings.mode_kept.ok,
+            symlinks: self.findings.symlinks.ok,
+            names: NameRules::from_refused(&self.findings.refused_bytes),
+            sparse: self.findings.sparse_files.ok,
+        }
+    }
+
+    /// The staging folder of a new run in `host_dir`, and whether it already holds files
+    /// (a resumed run, or a btrfs snapshot of the previous one) to be reconciled with the
+    /// listing.
+    pub fn staging(&self, host_dir: &Path, prev: Option<&Path>) -> Result<(PathBuf, bool)> {
+        match self.strategy {
+            Strategy::Btrfs => btrfs::staging(host_dir, prev),
+            _ => crate::job::staging_dir(host_dir),
+        }
+    }
+
+    /// Give the staging folder the previous snapshot's copy of unchanged `e`.
+    pub fn share(&self, stage: &Stage, prev_root: &Path, e: &Entry) -> std::io::Result<Linked> {
+        match self.strategy {
+            Strategy::HardLink => stage.link(prev_root, e),
+            Strategy::Reflink => stage.clone_from(prev_root, e),
+            // The staging snapshot already holds it, unless it changed there.
+            Strategy::Btrfs if stage.complete(e) => Ok(Linked::Yes),
+            Strategy::Btrfs => stage.clone_from(prev_root, e),
+            Strategy::History => history::take(stage, prev_root, e),
+        }
+    }
+
+    /// After the staging folder got its final name.
+    pub fn published(&self, snapshot: &Path) -> Result<()> {
+        match self.strategy {
+            Strategy::Btrfs => btrfs::freeze(snapshot),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Finds the content of a snapshot's files on the disk: in the snapshot's own folder, else
+/// (copy-with-history) in the first later snapshot that has it.
+pub struct Locator {
+    names: NameRules,
+    /// The snapshot's folder, then every later published one, oldest first.
+    chain: Vec<PathBuf>,
+}
+
+impl Locator {
+    pub fn new(storage: &Storage, catalog: &Catalog, host: &str, name: &str) -> Result<Locator> {
+        let names = NameRules::from_refused(
+            &catalog
+                .probe()?
+                .map(|f| f.refused_bytes)
+                .unwrap_or_default(),
+        );
+        let host_dir = storage.root().join(host);
+        let mut chain = vec![host_dir.join(name)];
+        chain.extend(
+            catalog
+                .snapshots(Some(host))?
+                .into_iter()
+                .filter(|s| s.published && s.name.as_str() > name)
+                .map(|s| host_dir.join(s.name)),
+        );
+        Ok(Locator { names, chain })
+    }
+
+    /// The file holding manifest path `path` (the snapshot's own path if none has it).
+    pub fn find(&self, path: &[u8]) -> PathBuf {
+        let stored = crate::store::names::stored_path(&self.names, path);
+        let rel = Path::new(std::ffi::OsStr::from_bytes(&stored));
+        self.chain
+            .iter()
+            .map(|dir| dir.join(rel))
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+            .unwrap_or_else(|| self.chain[0].join(rel))
+    }
+}
+
+/// Before a snapshot folder is removed: a copy-with-history snapshot hands the files that
+/// older snapshots still find through it to the nearest older one.
+pub fn before_delete(storage: &Storage, host: &str, id: i64, name: &str) -> Result<()> {
+    let catalog = storage.catalog()?;
+    if catalog.snapshot_strategy(id)?.as_deref() != Some(Strategy::History.name()) {
+        return Ok(());
+    }
+    let host_dir = storage.root().join(host);
+    let older = catalog
+        .snapshots(Some(host))?
+        .into_iter()
+        .filter(|s| s.name.as_str() < name && s.id != id)
+        .map(|s| host_dir.join(s.name))
+        .rfind(|p| p.is_dir());
+    match older {
+        Some(older) => history::merge_into(&host_dir.join(name), &older),
+        None => Ok(()),
+    }
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dest::fsinfo::Identity;
+    use crate::dest::probe::Check;
+
+    fn disk(hard_links: bool, btrfs: bool, reflink: bool) -> Findings {
+        let c = |ok| Check {
+            ok,
+            detail: "test".into(),
+        };
+        Findings {
+            path: "/mnt/usb".into(),
+            filesystem: "test".into(),
+            identity: Identity {
+                magic: 1,
+                fsid: 1,
+                fstype: "t".into(),
+                source: "t".into(),
+            },
+            hard_links: c(hard_links),
+            link_limit: None,
+            link_limit_note: String::new(),
+            symlinks: c(hard_links),
+            mtime_step_ns: 1,
+            mode_kept: c(true),
+            owner_kept: c(true),
+            case_sensitive: true,
+            refused_bytes: vec![],
+            max_name_bytes: 255,
+            max_file_size: None,
+            max_file_size_note: String::new(),
+            sparse_files: c(true),
+            reflink: c(reflink),
+            btrfs_snapshots: c(btrfs),
+            durable_on_close: c(true),
+            appends_kept: c(true),
+            loop_mount: c(true),
+            free_bytes: None,
+            total_bytes: None,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_btrfs_then_hard_links_then_history() {
+        let pick = |f: &Findings| choose(f, &Wanted::Auto).unwrap().strategy;
+        assert_eq!(pick(&disk(true, true, true)), Strategy::Btrfs);
+        assert_eq!(pick(&disk(true, false, true)), Strategy::HardLink);
+        assert_eq!(pick(&disk(false, false, false)), Strategy::History);
+        let c = choose(&disk(false, false, false), &Wanted::Auto).unwrap();
+        assert!(
+            c.reasons.iter().any(|r| r.starts_with("not hardlink")),
+            "{:?}",
+            c.reasons
+        );
+    }
+
+    #[test]
+    fn a_named_strategy_is_used_only_where_it_works() {
+        let named = |s| Wanted::Named(s);
+        let xfs = disk(true, false, true);
+        assert_eq!(
+            choose(&xfs, &named(Strategy::Reflink)).unwrap().strategy,
+            Strategy::Reflink
+        );
+        assert_eq!(
+            choose(&xfs, &named(Strategy::History)).unwrap().strategy,
+            Strategy::History
+        );
+        let e = choose(&xfs, &named(Strategy::Btrfs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot work") && e.contains("btrfs"), "{e}");
+        let e = choose(&disk(false, false, false), &named(Strategy::HardLink)).unwrap_err();
+        assert!(e.to_string().contains("no hard links"), "{e}");
+    }
+
+    #[test]
+    fn a_disk_that_loses_appends_is_refused_whatever_is_named() {
+        let mut f = disk(true, false, false);
+        f.appends_kept.ok = false;
+        assert!(choose(&f, &Wanted::Auto).is_err());
+        assert!(choose(&f, &Wanted::Named(Strategy::History)).is_err());
+    }
+
+    #[test]
+    fn config_words() {
+        assert_eq!(Wanted::parse("auto"), Ok(Wanted::Auto));
+        assert_eq!(Wanted::parse("btrfs"), Ok(Wanted::Named(Strategy::Btrfs)));
+        assert!(Wanted::parse("image")
+            .unwrap_err()
+            .contains("not available"));
+        assert!(Wanted::parse("zfs").is_err());
+    }
+}
