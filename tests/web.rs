@@ -83,7 +83,7 @@ fn pages_need_a_login_or_token_and_machines_get_json_and_metrics() {
     let dash = web.get_t("/").text();
     assert!(dash.contains("<span class=\"st ok\">ok</span>"), "{dash}");
     assert!(dash.contains("free of"), "{dash}");
-    assert!(dash.contains("strategy: hard links"), "{dash}");
+    assert!(dash.contains("strategy: hardlink ("), "{dash}");
     let host = web.get_t("/host/lap").text();
     assert!(host.contains("<svg"), "history chart: {host}");
     assert!(host.contains(&snap), "{host}");

@@ -17,25 +17,70 @@ use crate::catalog::{Catalog, SnapshotRow};
 use crate::config::{Config, Host};
 use crate::model::{Entry, Kind};
 use crate::storage::Storage;
+use crate::store::names::{stored_path, NameRules};
+use crate::strategy::Strategy;
 
 /// Folders with more entries than this show the first ones and offer the archive.
 const MAX_LISTED: usize = 5000;
 
-/// Where the destination stored the manifest path `path` inside a snapshot folder. The one
-/// place that knows the on-disk naming: verbatim today; a destination that escapes names
-/// (FAT, SMB) changes only this.
-pub fn stored_path(snapshot_dir: &Path, path: &[u8]) -> PathBuf {
-    snapshot_dir.join(std::ffi::OsStr::from_bytes(path))
+/// Where a snapshot's files are on the disk: under the names the destination stores (escaped
+/// where it refuses some, see `store::names`), and for a copy-with-history snapshot also in
+/// the later snapshots that took over its unchanged files (see `strategy::Locator`).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    rules: NameRules,
+    /// The snapshot's own folder first, then (history only) each later one, oldest first.
+    chain: Vec<PathBuf>,
+}
+
+impl Stored {
+    pub fn new(
+        storage: &Storage,
+        catalog: &Catalog,
+        host: &str,
+        snapshot: &SnapshotRow,
+    ) -> crate::Result<Stored> {
+        let host_dir = storage.root().join(host);
+        let mut chain = vec![host_dir.join(&snapshot.name)];
+        if catalog.snapshot_strategy(snapshot.id)?.as_deref() == Some(Strategy::History.name()) {
+            let later = catalog.snapshots(Some(host))?.into_iter();
+            chain.extend(
+                later
+                    .filter(|s| s.published && s.name > snapshot.name)
+                    .map(|s| host_dir.join(s.name)),
+            );
+        }
+        Ok(Stored {
+            rules: catalog.name_rules()?,
+            chain,
+        })
+    }
+
+    /// The snapshot's own folder, for messages.
+    pub fn dir(&self) -> &Path {
+        &self.chain[0]
+    }
+
+    /// Open the file of manifest path `path` for reading, from the first folder of the chain
+    /// that has it. Never follows a symlink (see `open_below`).
+    pub fn open(&self, path: &[u8]) -> std::io::Result<File> {
+        let stored = stored_path(&self.rules, path);
+        let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+        for dir in &self.chain {
+            match open_below(dir, Path::new(std::ffi::OsStr::from_bytes(&stored))) {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
 }
 
 /// Open a stored file for reading: every folder on the way and the file itself are opened
 /// with O_NOFOLLOW, so a symlink anywhere (planted or recorded) is never followed out of
 /// the store.
-pub fn open_in_snapshot(snapshot_dir: &Path, path: &[u8]) -> std::io::Result<File> {
-    let full = stored_path(snapshot_dir, path);
-    let rel = full
-        .strip_prefix(snapshot_dir)
-        .map_err(|_| std::io::Error::other("stored path outside its snapshot"))?;
+fn open_below(snapshot_dir: &Path, rel: &Path) -> std::io::Result<File> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mut dir = openat(CWD, snapshot_dir, dir_flags, Mode::empty())?;
     let parts: Vec<_> = rel.components().collect();
@@ -85,7 +130,7 @@ pub struct Target {
     pub host: Host,
     pub catalog: Catalog,
     pub snapshot: SnapshotRow,
-    pub snapshot_dir: PathBuf,
+    pub stored: Stored,
     pub path: Vec<u8>,
     /// The manifest entry; None for the snapshot's root and unlisted parent folders.
     pub entry: Option<Entry>,
@@ -127,12 +172,13 @@ pub fn resolve(config: &Config, segs: &[Vec<u8>]) -> Result<Target, Response> {
             Err(e) => return Err(Response::text(500, format!("{e}\n"))),
         }
     };
-    let snapshot_dir = storage.root().join(&host.name).join(&snapshot.name);
+    let stored = Stored::new(&storage, &catalog, &host.name, &snapshot)
+        .map_err(|e| Response::text(500, format!("{e}\n")))?;
     Ok(Target {
         host,
         catalog,
         snapshot,
-        snapshot_dir,
+        stored,
         path,
         entry,
     })

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::browse::{open_in_snapshot, Target};
+use super::browse::{Stored, Target};
 use super::http::{percent_encode, Body, Request, Response};
 use super::zip::{ZipKind, ZipWriter};
 use crate::logging;
@@ -101,13 +101,13 @@ pub fn file(t: Target, req: &Request) -> Response {
     let Some(e) = t.entry.as_ref().filter(|e| e.kind == Kind::File) else {
         return Response::text(404, "not a file\n");
     };
-    let f = match open_in_snapshot(&t.snapshot_dir, &e.path) {
+    let f = match t.stored.open(&e.path) {
         Ok(f) => f,
         Err(err) => {
             logging::warn(format!(
                 "web: opening {} in {}: {err}",
                 e.display_path(),
-                t.snapshot_dir.display()
+                t.stored.dir().display()
             ));
             return Response::text(404, "the stored file could not be opened\n");
         }
@@ -197,7 +197,7 @@ pub fn archive(t: Target, format: Format) -> Response {
                     } else {
                         [&top[..], b"/", rest].concat()
                     };
-                    sink.add(&t.snapshot_dir, e, &name)?;
+                    sink.add(&t.stored, e, &name)?;
                 }
             }
             sink.finish()
@@ -220,11 +220,11 @@ impl<'a> Sink<'a> {
 
     /// One manifest entry. A stored file that can't be opened is left out (and logged):
     /// the response is already under way, the rest of the folder is still worth having.
-    fn add(&mut self, snapshot_dir: &Path, e: &Entry, name: &[u8]) -> io::Result<()> {
+    fn add(&mut self, stored: &Stored, e: &Entry, name: &[u8]) -> io::Result<()> {
         let mtime = e.mtime_ns.div_euclid(1_000_000_000);
         let mode = e.mode & 0o7777;
         let mut file = match e.kind {
-            Kind::File => match open_in_snapshot(snapshot_dir, &e.path) {
+            Kind::File => match stored.open(&e.path) {
                 Ok(f) => Some(f),
                 Err(err) => {
                     logging::warn(format!(

@@ -18,7 +18,7 @@ mod zip;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, Web};
-pub use browse::stored_path;
+pub use browse::Stored;
 pub use server::Handle;
 
 /// What every request handler shares.

@@ -226,7 +226,7 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
         hosts,
         disk: disk_line(src.status.as_ref()),
         storage: config.storage.display().to_string(),
-        strategy: strategy_name(),
+        strategy: strategy_name(src.catalog.as_ref()),
         deleting: src.status.as_ref().map_or(0, |s| s.deleting),
         note: src.status.as_ref().and_then(|s| s.note.clone()),
         errors,
@@ -234,10 +234,18 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
     render(&page)
 }
 
-/// The destination strategy shown on the dashboard. Hard links are the only one today; a
-/// `strategy` setting replaces this when destinations grow more.
-fn strategy_name() -> String {
-    "hard links".into()
+/// The destination strategy recorded by `init` (or the last re-probe), with the filesystem
+/// it was chosen for: "btrfs (btrfs)", "history (exfat)".
+fn strategy_name(catalog: Option<&Catalog>) -> String {
+    match catalog.map(|c| c.strategy_info()) {
+        Some(Ok(Some(i))) if !i.filesystem.is_empty() => {
+            format!("{} ({})", i.strategy, i.filesystem)
+        }
+        Some(Ok(Some(i))) => i.strategy,
+        Some(Ok(None)) => "not probed yet (hard links)".into(),
+        Some(Err(e)) => format!("unknown ({e})"),
+        None => "unknown (disk not available)".into(),
+    }
 }
 
 #[derive(Template)]
