@@ -168,6 +168,17 @@ pub fn prune(config: &Config, only: Option<&str>, dry_run: bool) -> anyhow::Resu
             )
         })?)
     };
+    if !dry_run {
+        // A prune (or daemon) killed mid-deletion left these marked: finish them first.
+        for (id, host, name) in storage.catalog()?.deleting()? {
+            let d = crate::daemon::deleter::Doomed { id, host, name };
+            crate::daemon::deleter::delete(&storage, &d)?;
+            println!(
+                "{}: finished deleting {} (left by an interrupted prune)",
+                d.host, d.name
+            );
+        }
+    }
     let now = Utc::now();
     let (mut gone, mut kept) = (0, 0);
     for host in config
