@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::model::{Entry, FileProblem, Kind, Outcome, Stats};
+use crate::model::{Entry, FileProblem, Outcome, Stats};
 
 mod dest;
 mod history;
@@ -425,24 +425,7 @@ impl Catalog {
             .map_err(self.err("reading manifest"))?;
         while let Some(r) = rows.next().map_err(self.err("reading manifest"))? {
             let read = || -> rusqlite::Result<(Entry, bool)> {
-                let kind: String = r.get(1)?;
-                Ok((
-                    Entry {
-                        path: r.get(0)?,
-                        kind: kind
-                            .chars()
-                            .next()
-                            .and_then(Kind::from_code)
-                            .unwrap_or(Kind::File),
-                        size: r.get::<_, i64>(2)? as u64,
-                        mtime_ns: r.get(3)?,
-                        mode: r.get(4)?,
-                        uid: r.get(5)?,
-                        gid: r.get(6)?,
-                        target: r.get(7)?,
-                    },
-                    r.get::<_, i64>(8)? != 0,
-                ))
+                Ok((web::entry(r)?, r.get::<_, i64>(8)? != 0))
             };
             let (entry, dirty) = read().map_err(self.err("reading manifest"))?;
             f(entry, dirty)?;

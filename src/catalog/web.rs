@@ -29,7 +29,8 @@ pub struct RunDetail {
 
 const ENTRY_COLS: &str = "path, kind, size, mtime_ns, mode, uid, gid, target";
 
-fn entry(r: &Row) -> rusqlite::Result<Entry> {
+/// A manifest row selected as `ENTRY_COLS` (first) → Entry; the one place rows become entries.
+pub(super) fn entry(r: &Row) -> rusqlite::Result<Entry> {
     let kind: String = r.get(1)?;
     Ok(Entry {
         path: r.get(0)?,
