@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build fully static (musl) router binaries with the size-tuned [profile.router].
+#   cross/build.sh [TARGET...]     default: all five targets below
+# Output: target/cross/snapnest-<target>. Prints each binary's size and build time and exits
+# non-zero when a binary is over its budget or is not static. Run cross/setup.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL=(mipsel-unknown-linux-musl mips-unknown-linux-musl armv7-unknown-linux-musleabihf
+     aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
+
+# Size budgets in KiB, a little above what the current build measures (see cross/README.md):
+# a jump past them means a dependency or a profile change grew the binary, which is worth a
+# look before it lands on a router with 16 MB of flash.
+budget_kib() {
+    case "$1" in
+        mips*) echo "${SNAPNEST_BUDGET_KIB:-6000}" ;;
+        *) echo "${SNAPNEST_BUDGET_KIB:-6000}" ;;
+    esac
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
+
+out=target/cross
+mkdir -p "$out"
+# crt-static: the MIPS musl targets default to dynamic linking (OpenWrt's own musl); a
+# static binary runs on any firmware version and on Entware's /opt alike.
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+nice=(nice -n 19)
+
+report=()
+failed=0
+t_all=$(date +%s)
+for t in "${targets[@]}"; do
+    t0=$(date +%s)
+    args=(zigbuild --locked --profile router --features vendored-openssl --target "$t")
+    if rustup target list --installed | grep -qx "$t"; then
+        "${nice[@]}" cargo "${args[@]}"
+    else
+        # Tier 3 (MIPS), or no prebuilt std reachable: nightly builds std from source.
+        "${nice[@]}" cargo +nightly "${args[@]}" -Zbuild-std=std,panic_unwind
+    fi
+    bin="target/$t/router/snapnest"
+    cp "$bin" "$out/snapnest-$t"
+    secs=$(($(date +%s) - t0))
+    kib=$(( ($(stat -c %s "$bin") + 1023) / 1024 ))
+    budget=$(budget_kib "$t")
+    verdict=ok
+    # Static (or static-pie): no program interpreter and no shared libraries needed.
+    if readelf -l "$bin" | grep -q INTERP || readelf -d "$bin" | grep -q NEEDED; then
+        verdict="NOT STATIC"
+        failed=1
+    elif [ "$kib" -gt "$budget" ]; then
+        verdict="OVER BUDGET ($budget KiB)"
+        failed=1
+    fi
+    report+=("$(printf '%-34s %6d KiB  budget %5d KiB  %4ds  %s' "$t" "$kib" "$budget" "$secs" "$verdict")")
+done
+
+echo
+echo "snapnest router binaries (profile router, static musl) in $out/:"
+printf '%s\n' "${report[@]}"
+echo "total build time: $(($(date +%s) - t_all))s"
+exit $failed
