@@ -28,6 +28,13 @@ mkdir -p "$out"
 # static binary runs on any firmware version and on Entware's /opt alike.
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 nice=(nice -n 19)
+# Call zig directly rather than as `python3 -m ziglang`, which costs a Python start for each
+# of the ~1000 C files of OpenSSL and SQLite: point cargo-zigbuild at the binary inside the
+# pip package and make its Python lookup (tried first) miss.
+if ! command -v zig >/dev/null 2>&1; then
+    zig=$(python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
+    [ -x "$zig" ] && export CARGO_ZIGBUILD_ZIG_PATH="$zig" CARGO_ZIGBUILD_PYTHON_PATH=/nonexistent/python3
+fi
 
 report=()
 failed=0
