@@ -42,11 +42,21 @@ t_all=$(date +%s)
 for t in "${targets[@]}"; do
     t0=$(date +%s)
     args=(zigbuild --locked --profile router --features vendored-openssl --target "$t")
+    case "$t" in
+        mips-* | mipsel-*)
+            # 32-bit MIPS has no 64-bit atomics and zig has no libatomic: OpenSSL's own
+            # switch makes it use locks instead of __atomic_is_lock_free & co.
+            v="CFLAGS_${t//-/_}"
+            export "$v=${!v:-} -DBROKEN_CLANG_ATOMICS"
+            ;;
+    esac
     if rustup target list --installed | grep -qx "$t"; then
         "${nice[@]}" cargo "${args[@]}"
     else
         # Tier 3 (MIPS), or no prebuilt std reachable: nightly builds std from source.
-        "${nice[@]}" cargo +nightly "${args[@]}" -Zbuild-std=std,panic_unwind
+        # There are no prebuilt crt1.o & co. either: let zig's musl supply the start files.
+        RUSTFLAGS="$RUSTFLAGS -C link-self-contained=no" \
+            "${nice[@]}" cargo +nightly "${args[@]}" -Zbuild-std=std,panic_unwind
     fi
     bin="target/$t/router/snapnest"
     cp "$bin" "$out/snapnest-$t"
