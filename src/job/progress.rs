@@ -1,7 +1,9 @@
 //! Live counters of a running job, written by the job and read by whoever shows them
 //! (a terminal progress bar now, the status page later). Reads are never blocked long.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+// portable-atomic: 32-bit MIPS (a router target) has no native 64-bit atomics.
+use portable_atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 
 #[derive(Default)]
