@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # `probe` comes with the destinations work (issue 3). Until that is merged into the build,
 # a binary without it is reported, not failed; once merged, set this to 1 (or export
 # SNAPNEST_EXPECT_PROBE=1) and a missing `probe` fails the smoke test.
-EXPECT_PROBE="${SNAPNEST_EXPECT_PROBE:-0}"
+EXPECT_PROBE="${SNAPNEST_EXPECT_PROBE:-1}"
 
 qemu_for() {
     case "$1" in
