@@ -7,9 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# `probe` comes with the destinations work (issue 3). Until that is merged into the build,
-# a binary without it is reported, not failed; once merged, set this to 1 (or export
-# SNAPNEST_EXPECT_PROBE=1) and a missing `probe` fails the smoke test.
+# A binary without `probe` fails the smoke test (SNAPNEST_EXPECT_PROBE=0 only reports it, for
+# testing an old build).
 EXPECT_PROBE="${SNAPNEST_EXPECT_PROBE:-1}"
 
 qemu_for() {
