@@ -98,6 +98,15 @@ fn public_read_opens_pages_but_not_actions() {
     assert_eq!(web.get("/api/status", &[]).status, 200);
     assert!(!web.get("/host/lap", &[]).text().contains("back up now"));
     assert_eq!(web.post("/host/lap/backup", "", &[]).status, 401);
+    // The backed-up files themselves are never public: browse, file and archive need a login.
+    web.setup.backup("lap", 0);
+    let snap = web.latest("lap");
+    for kind in ["browse", "file", "archive"] {
+        let r = web.get(&snap_url(kind, "lap", &snap, &src.path().join("f")), &[]);
+        assert_eq!(r.status, 303, "{kind} without login: {}", r.text());
+        let r = web.get_t(&snap_url(kind, "lap", &snap, &src.path().join("f")));
+        assert_ne!(r.status, 303, "{kind} with the token");
+    }
 }
 
 #[test]
@@ -125,6 +134,16 @@ fn login_cookie_is_httponly_samesite_and_actions_need_the_csrf_token() {
         "/login",
         &format!(
             "password={}&next=%2F%2Fevil.example",
+            PASSWORD.replace(' ', "+")
+        ),
+        &[],
+    );
+    assert_eq!(r.header("location"), Some("/"));
+    // A tab the header writer would strip must not turn `/\t/evil` into `//evil`.
+    let r = web.post(
+        "/login",
+        &format!(
+            "password={}&next=%2F%09%2Fevil.example",
             PASSWORD.replace(' ', "+")
         ),
         &[],

@@ -31,7 +31,8 @@ pub struct Web {
     pub password_hash: Option<PasswordHash>,
     /// `Authorization: Bearer …` for scripts and Prometheus.
     pub token: Option<String>,
-    /// Pages, `/api/status` and `/metrics` readable without login; actions still need it.
+    /// Status pages, `/api/status` and `/metrics` readable without login; browsing and
+    /// downloading backed-up files and actions still need it.
     pub public_read: bool,
 }
 

@@ -20,10 +20,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
-pub use progress::{progress_line, Progress, ProgressView};
-use publish::{point_latest, snapshot_name};
-pub use publish::{find_staging, new_staging_path, staging_dir};
 use crate::strategy::{Active, Strategy};
+pub use progress::{progress_line, Progress, ProgressView};
+pub use publish::{find_staging, new_staging_path, staging_dir};
+use publish::{point_latest, snapshot_name};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
 
@@ -193,9 +193,11 @@ fn run(
         preserve_owner: preserve_owner && active.findings.owner_kept.ok,
         keep: active.keep(),
     };
-    if let (true, Strategy::History, Some(prev), Some(root)) =
-        (resuming, active.strategy, &prev, &prev_root)
-    {
+    // Whatever the strategy is now: the interrupted run may have been a copy-with-history run
+    // (the strategy changed, or a re-probe chose another), whose staging folder holds files
+    // moved out of the previous snapshot. They go back before anything is cleaned up.
+    // give_back moves only what the previous snapshot lacks, so otherwise it does nothing.
+    if let (true, Some(prev), Some(root)) = (resuming, &prev, &prev_root) {
         crate::strategy::history::give_back(catalog, prev.id, &stage, root)?;
     }
     if resuming {
@@ -210,10 +212,8 @@ fn run(
     let stats = &mut report.stats;
     // Folders whose name this disk refuses: they and everything in them are left out.
     let mut refused: HashSet<&[u8]> = HashSet::new();
-    let mut folded = crate::store::clash::Folded::new(
-        !active.findings.case_sensitive,
-        stage.keep.names.clone(),
-    );
+    let mut folded =
+        crate::store::clash::Folded::new(!active.findings.case_sensitive, stage.keep.names.clone());
     for (i, e) in entries.iter().enumerate() {
         if i % 4096 == 0 {
             progress.checkpoint()?;
@@ -230,7 +230,9 @@ fn run(
             report.problems.push(problem(
                 e,
                 "writing",
-                format!("not stored: this disk does not tell its name from {other} (case-insensitive)"),
+                format!(
+                    "not stored: this disk does not tell its name from {other} (case-insensitive)"
+                ),
                 Severity::Error,
             ));
             stored[i] = false;
@@ -262,7 +264,9 @@ fn run(
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
-                    (Some(root), true) => active.share(&stage, root, e).at(stage.path(e), "linking")?,
+                    (Some(root), true) => {
+                        active.share(&stage, root, e).at(stage.path(e), "linking")?
+                    }
                     _ => Linked::No,
                 };
                 match linked {

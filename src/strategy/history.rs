@@ -72,6 +72,26 @@ pub fn give_back(catalog: &Catalog, prev_id: i64, stage: &Stage, prev_root: &Pat
     Ok(moved)
 }
 
+/// Whether every folder on the way to `rel` inside `root` is a real folder or missing (never
+/// a symlink or a file): a backed-up symlink must never steer a move out of the snapshot,
+/// and a path under a non-folder is not one the older snapshot can have.
+fn real_folders_up_to(root: &Path, rel: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    let parents: Vec<_> = rel
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
+    for c in parents {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(md) if md.file_type().is_dir() => {}
+            Ok(_) => return false,
+            Err(_) => return true, // missing from here down: create_dir_all makes real folders
+        }
+    }
+    true
+}
+
 /// Deleting snapshot `doomed`: each file in it that `older` lacks moves there (older
 /// snapshots found it through `doomed`, and will find it there first).
 pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
@@ -89,7 +109,10 @@ pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
             let ft = item.file_type().at(item.path(), "reading")?;
             if ft.is_dir() {
                 stack.push(r);
-            } else if ft.is_file() && fs::symlink_metadata(older.join(&r)).is_err() {
+            } else if ft.is_file()
+                && fs::symlink_metadata(older.join(&r)).is_err()
+                && real_folders_up_to(older, &r)
+            {
                 let to = older.join(&r);
                 if let Some(parent) = to.parent() {
                     fs::create_dir_all(parent).at(parent, "creating folder")?;
@@ -99,4 +122,41 @@ pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn a_backed_up_symlink_in_the_older_snapshot_never_steers_a_hand_over_outside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doomed, older, outside) = (
+            dir.path().join("B"),
+            dir.path().join("A"),
+            dir.path().join("outside"),
+        );
+        for d in [&doomed.join("d"), &doomed.join("e"), &older, &outside] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(doomed.join("d/x"), "from B").unwrap();
+        fs::write(doomed.join("e/y"), "from B").unwrap();
+        // In A, `d` was a symlink the machine had (to anywhere), and `e` a plain file.
+        std::os::unix::fs::symlink(&outside, older.join("d")).unwrap();
+        fs::write(older.join("e"), "a file").unwrap();
+        fs::create_dir_all(doomed.join("new")).unwrap();
+        fs::write(doomed.join("new/z"), "only in B").unwrap();
+        merge_into(&doomed, &older).unwrap();
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing written through the link"
+        );
+        assert_eq!(fs::read_to_string(older.join("e")).unwrap(), "a file");
+        assert_eq!(
+            fs::read_to_string(older.join("new/z")).unwrap(),
+            "only in B",
+            "real hand-over still works"
+        );
+    }
 }

@@ -57,7 +57,14 @@ struct LoginPage {
 /// Only paths on this site: never a redirect to somewhere else.
 fn local_next(next: Option<String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n
+        }
         _ => "/".into(),
     }
 }
@@ -148,7 +155,12 @@ pub fn route(app: &App, req: &Request) -> Response {
         }
         return action(&config, &who, app, &s);
     }
-    let readable = who.authenticated() || web.public_read;
+    // `public_read` opens the status pages, never the backed-up files themselves.
+    let files = matches!(
+        s.first(),
+        Some(&b"browse") | Some(&b"file") | Some(&b"archive")
+    );
+    let readable = who.authenticated() || (web.public_read && !files);
     if !readable {
         return match s.first() {
             Some(&b"api") | Some(&b"metrics") => Response::text(401, "log in or send a token\n")
