@@ -237,11 +237,13 @@ impl Catalog {
 
     /// The newest published snapshot of `host`: the base for linking.
     pub fn latest_snapshot(&self, host: &str) -> Result<Option<SnapshotRow>> {
+        // The most recently published (highest id), not the highest name: names are
+        // wall-clock stamps, and after the clock was set back the newest sorts first.
         Ok(self
             .snapshots(Some(host))?
             .into_iter()
-            .rev()
-            .find(|s| s.published))
+            .filter(|s| s.published)
+            .max_by_key(|s| s.id))
     }
 
     /// Snapshots oldest first, published or not.

@@ -262,13 +262,17 @@ impl Locator {
         );
         let host_dir = storage.root().join(host);
         let mut chain = vec![host_dir.join(name)];
-        chain.extend(
-            catalog
-                .snapshots(Some(host))?
-                .into_iter()
-                .filter(|s| s.published && s.name.as_str() > name)
-                .map(|s| host_dir.join(s.name)),
-        );
+        // "Later" is publication order (id), not name order: names are wall-clock stamps and
+        // a clock set back would put the newer snapshot first.
+        let mut all = catalog.snapshots(Some(host))?;
+        all.sort_by_key(|s| s.id);
+        if let Some(me) = all.iter().find(|s| s.name == name).map(|s| s.id) {
+            chain.extend(
+                all.into_iter()
+                    .filter(|s| s.published && s.id > me)
+                    .map(|s| host_dir.join(s.name)),
+            );
+        }
         Ok(Locator { names, chain })
     }
 
@@ -292,10 +296,12 @@ pub fn before_delete(storage: &Storage, host: &str, id: i64, name: &str) -> Resu
         return Ok(());
     }
     let host_dir = storage.root().join(host);
-    let older = catalog
-        .snapshots(Some(host))?
+    // The nearest older one in publication order (see `Locator::new`).
+    let mut all = catalog.snapshots(Some(host))?;
+    all.sort_by_key(|s| s.id);
+    let older = all
         .into_iter()
-        .filter(|s| s.name.as_str() < name && s.id != id)
+        .filter(|s| s.id < id)
         .map(|s| host_dir.join(s.name))
         .rfind(|p| p.is_dir());
     match older {

@@ -43,10 +43,13 @@ impl Stored {
         let host_dir = storage.root().join(host);
         let mut chain = vec![host_dir.join(&snapshot.name)];
         if catalog.snapshot_strategy(snapshot.id)?.as_deref() == Some(Strategy::History.name()) {
-            let later = catalog.snapshots(Some(host))?.into_iter();
+            // Publication order, as `strategy::Locator` does.
+            let mut later = catalog.snapshots(Some(host))?;
+            later.sort_by_key(|s| s.id);
             chain.extend(
                 later
-                    .filter(|s| s.published && s.name > snapshot.name)
+                    .into_iter()
+                    .filter(|s| s.published && s.id > snapshot.id)
                     .map(|s| host_dir.join(s.name)),
             );
         }
