@@ -22,8 +22,8 @@ pub mod runner;
 pub mod schedule;
 pub mod source;
 pub mod storage;
-pub mod web;
 pub mod store;
 pub mod strategy;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -18,7 +18,11 @@ fn unique_file(path: &std::path::Path, mib: usize, seed: u8) {
     let mut block = vec![0u8; MIB as usize];
     for i in 0..mib {
         for (j, b) in block.iter_mut().enumerate() {
-            *b = (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8) ^ (j >> 8) as u8;
+            *b = (j as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+                .wrapping_add(i as u8)
+                ^ (j >> 8) as u8;
         }
         block[0] = seed;
         block[1] = i as u8;
@@ -46,9 +50,10 @@ fn disk_with_snapshots(
 }
 
 fn set_floor(setup: &Setup, floor: &str) {
-    let cfg = fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("[storage]\n", &format!("[storage]\nmin_free = \"{floor}\"\n"));
+    let cfg = fs::read_to_string(&setup.config).unwrap().replace(
+        "[storage]\n",
+        &format!("[storage]\nmin_free = \"{floor}\"\n"),
+    );
     fs::write(&setup.config, cfg).unwrap();
 }
 
@@ -78,7 +83,11 @@ fn below_the_floor_the_oldest_snapshots_go_until_there_is_room() {
         (3..=4).contains(&after.len()),
         "deleted only what was needed: {after:?}\n{log}"
     );
-    assert_eq!(after[..], before[before.len() - after.len()..], "oldest first");
+    assert_eq!(
+        after[..],
+        before[before.len() - after.len()..],
+        "oldest first"
+    );
     assert_eq!(setup.latest("box"), *before.last().unwrap());
     let content = fs::read(in_snap(&setup.latest("box"), src.path()).join("big")).unwrap();
     assert_eq!(content, fs::read(src.path().join("big")).unwrap());
@@ -112,5 +121,8 @@ fn when_deletions_free_nothing_the_floor_stops_deleting_and_says_why() {
     assert_eq!(setup.snapshots("box").len(), 2, "{log}");
     let t = text(&setup.snapnest(&["status"]));
     assert!(t.contains("freed almost nothing"), "{t}");
-    assert!(filler.exists(), "snapnest never touches files it did not write");
+    assert!(
+        filler.exists(),
+        "snapnest never touches files it did not write"
+    );
 }

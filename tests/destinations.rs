@@ -926,9 +926,16 @@ fn ext4_copy_with_history_on_request_keeps_symlinks_and_modes_on_disk() {
 fn an_unknown_strategy_in_the_config_names_line_and_key() {
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("snapnest.toml");
-    fs::write(&config, "[storage]\npath = \"/mnt/usb\"\nstrategy = \"zfs\"\n").unwrap();
+    fs::write(
+        &config,
+        "[storage]\npath = \"/mnt/usb\"\nstrategy = \"zfs\"\n",
+    )
+    .unwrap();
     let out = snapnest(&config, &["list"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("line 3") && t.contains("storage.strategy") && t.contains("\"history\""), "{t}");
+    assert!(
+        t.contains("line 3") && t.contains("storage.strategy") && t.contains("\"history\""),
+        "{t}"
+    );
 }

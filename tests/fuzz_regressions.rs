@@ -46,7 +46,12 @@ fn listing_inputs_never_store_a_path_outside_the_snapshot() {
                     || e.path
                         .split(|&b| b == b'/')
                         .any(|c| c == b".." || c == b"." || c.is_empty());
-                assert!(!bad, "{}: unsafe path {:?}", f.display(), String::from_utf8_lossy(&e.path));
+                assert!(
+                    !bad,
+                    "{}: unsafe path {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(&e.path)
+                );
             }
         }
     }

@@ -15,8 +15,8 @@ mod web;
 pub use dest::StrategyInfo;
 mod schema;
 pub use history::HostHistory;
-pub use web::RunDetail;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
+pub use web::RunDetail;
 
 pub struct Catalog {
     conn: Connection,
@@ -230,7 +230,10 @@ impl Catalog {
     /// A run stopped on request: neither a failure (no backoff) nor a result.
     pub fn mark_interrupted(&self, run_id: i64) -> Result<()> {
         self.conn
-            .execute("UPDATE runs SET state = 'interrupted' WHERE id = ?1", [run_id])
+            .execute(
+                "UPDATE runs SET state = 'interrupted' WHERE id = ?1",
+                [run_id],
+            )
             .map_err(self.err("recording run end"))?;
         Ok(())
     }

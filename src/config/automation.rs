@@ -111,7 +111,11 @@ impl Validator<'_> {
         let mut schedule = Schedule::default();
         // "When" is one setting: a host that says anything about it replaces the defaults'
         // schedule and every together, so `schedule = "manual"` is not undone by a default `every`.
-        let when = if h.schedule.is_some() || h.every.is_some() { h } else { d };
+        let when = if h.schedule.is_some() || h.every.is_some() {
+            h
+        } else {
+            d
+        };
         let (cron, every) = (when.schedule.as_ref(), when.every.as_ref());
         let manual = cron.is_some_and(|s| s.get_ref().trim() == "manual");
         if let (true, Some(e)) = (manual, every) {

@@ -201,20 +201,48 @@ fn automation_keys_are_checked_with_their_line() {
 
 #[test]
 fn a_host_saying_manual_is_not_undone_by_a_default_every() {
-    let text = GOOD.replace("bwlimit = \"2MiB/s\"", "bwlimit = \"2MiB/s\"\nevery = \"6h\"")
-        .replace("bwlimit = \"8Mbit\"", "bwlimit = \"8Mbit\"\nschedule = \"manual\"");
+    let text = GOOD
+        .replace(
+            "bwlimit = \"2MiB/s\"",
+            "bwlimit = \"2MiB/s\"\nevery = \"6h\"",
+        )
+        .replace(
+            "bwlimit = \"8Mbit\"",
+            "bwlimit = \"8Mbit\"\nschedule = \"manual\"",
+        );
     let c = parse(&text).unwrap();
-    let due = |i: usize| c.hosts[i].automation.schedule.due_at(None, chrono::Utc::now(), &chrono::Utc);
-    assert!(matches!(due(1), crate::schedule::Due::Manual), "{:?}", due(1));
+    let due = |i: usize| {
+        c.hosts[i]
+            .automation
+            .schedule
+            .due_at(None, chrono::Utc::now(), &chrono::Utc)
+    };
+    assert!(
+        matches!(due(1), crate::schedule::Due::Manual),
+        "{:?}",
+        due(1)
+    );
     assert!(!matches!(due(0), crate::schedule::Due::Manual));
-    let e = err(&text.replace("schedule = \"manual\"", "schedule = \"manual\"\nevery = \"1h\""));
-    assert!(e.contains("cannot be combined") && e.contains("every"), "{e}");
+    let e = err(&text.replace(
+        "schedule = \"manual\"",
+        "schedule = \"manual\"\nevery = \"1h\"",
+    ));
+    assert!(
+        e.contains("cannot be combined") && e.contains("every"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_syntax_error_names_line_and_column_but_never_echoes_the_line() {
-    let text = GOOD.replace("user = \"backup\"", "user = \"backup\"\ntoken = \"s3cret-value");
+    let text = GOOD.replace(
+        "user = \"backup\"",
+        "user = \"backup\"\ntoken = \"s3cret-value",
+    );
     let e = err(&text);
     assert!(e.contains("line 14"), "{e}");
-    assert!(!e.contains("s3cret"), "the line's content must not be shown: {e}");
+    assert!(
+        !e.contains("s3cret"),
+        "the line's content must not be shown: {e}"
+    );
 }

@@ -474,6 +474,9 @@ fn a_clock_set_back_never_prunes_the_snapshot_just_published() {
         "c: most recently published (the clock may have jumped); most recently published good snapshot"
     );
     let all: Vec<(String, Snap)> = snaps.iter().map(|s| ("h".to_string(), s.clone())).collect();
-    let names: Vec<String> = space_victims(&all).into_iter().map(|(_, s)| s.name).collect();
+    let names: Vec<String> = space_victims(&all)
+        .into_iter()
+        .map(|(_, s)| s.name)
+        .collect();
     assert_eq!(names, ["a"]);
 }
