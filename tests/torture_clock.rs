@@ -52,16 +52,7 @@ fn a_snapshot_named_in_the_past_is_still_the_newest() {
     drop(db);
 
     // The first snapshot's unchanged files now live in the one named 2001: restore finds them.
-    let to = tempfile::tempdir().unwrap();
-    let out = setup.snapnest(&[
-        "restore",
-        "box",
-        &first_name,
-        &src.path().display().to_string(),
-        "--to",
-        &to.path().display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let to = setup.restore_folder("box", &first_name, src.path());
     assert_same_tree(
         original.path(),
         &to.path().join(src.path().file_name().unwrap()),

@@ -83,17 +83,8 @@ fn files_moved_by_a_killed_history_run_go_back_even_when_the_strategy_changed() 
     fs::remove_file(src.path().join("big")).unwrap();
     setup.backup("box", 0);
 
-    let to = tempfile::tempdir().unwrap();
     let first_name = first.file_name().unwrap().to_string_lossy().into_owned();
-    let out = setup.snapnest(&[
-        "restore",
-        "box",
-        &first_name,
-        &src.path().display().to_string(),
-        "--to",
-        &to.path().display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let to = setup.restore_folder("box", &first_name, src.path());
     assert_same_tree(
         original.path(),
         &to.path().join(src.path().file_name().unwrap()),

@@ -32,23 +32,9 @@ impl Sshd {
 
     /// Start sshd with extra `sshd_config` lines (e.g. `SetEnv PATH=…`).
     pub fn start_with(extra: &[&str]) -> Sshd {
-        fs::create_dir_all("/run/sshd").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
-        let fingerprint = fingerprint_of(&d.join("host_key.pub"));
         let port = free_port();
-        let mut cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
-             StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
+        let (dir, mut cfg, fingerprint) = sshd_files("127.0.0.1", port);
+        let d = dir.path();
         for line in extra {
             cfg.push_str(line);
             cfg.push('\n');
@@ -146,6 +132,28 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private sshd folder: host and client keys, the client key authorized, and the base
+/// `sshd_config` text for `listen`:`port` (the caller adds lines and writes it).
+pub fn sshd_files(listen: &str, port: u16) -> (tempfile::TempDir, String, String) {
+    fs::create_dir_all("/run/sshd").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("host_key"));
+    keygen(&d.join("client_key"));
+    fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+    fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = format!(
+        "Port {port}\nListenAddress {listen}\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+         StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n",
+        hk = d.join("host_key").display(),
+        ak = d.join("authorized_keys").display(),
+        pid = d.join("sshd.pid").display(),
+    );
+    let fingerprint = fingerprint_of(&d.join("host_key.pub"));
+    (dir, cfg, fingerprint)
 }
 
 pub fn keygen(path: &Path) {
@@ -250,6 +258,22 @@ impl Setup {
             .collect();
         v.sort();
         v
+    }
+
+    /// `snapnest restore <host> <snapshot> <folder> --to <tmp>`, asserting success; the
+    /// folder comes back as `<tmp>/<folder's name>`.
+    pub fn restore_folder(&self, host: &str, snapshot: &str, folder: &Path) -> tempfile::TempDir {
+        let to = tempfile::tempdir().unwrap();
+        let out = self.snapnest(&[
+            "restore",
+            host,
+            snapshot,
+            &folder.display().to_string(),
+            "--to",
+            &to.path().display().to_string(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        to
     }
 
     pub fn latest(&self, host: &str) -> PathBuf {

@@ -3,12 +3,11 @@
 //! All addresses are inside that pair; nothing leaves the box.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::{fingerprint_of, keygen, sh, wait_until, SSHD};
+use super::{sh, sshd_files, wait_until, SSHD};
 
 pub struct NetnsHost {
     pub dir: tempfile::TempDir,
@@ -34,26 +33,9 @@ impl NetnsHost {
              ip link set {outer} up && ip -n {ns} addr add {host_ip}/30 dev {inner} && \
              ip -n {ns} link set {inner} up && ip -n {ns} link set lo up"
         ));
-        fs::create_dir_all("/run/sshd").unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, cfg, fingerprint) = sshd_files(&host_ip, 22);
         let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(
-            d.join("sshd_config"),
-            format!(
-                "Port 22\nListenAddress {host_ip}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-                 PidFile {pid}\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 Subsystem sftp internal-sftp\nLogLevel ERROR\n",
-                hk = d.join("host_key").display(),
-                ak = d.join("authorized_keys").display(),
-                pid = d.join("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
+        fs::write(d.join("sshd_config"), cfg).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &ns, SSHD, "-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
@@ -67,7 +49,7 @@ impl NetnsHost {
         });
         NetnsHost {
             client_key: d.join("client_key"),
-            fingerprint: fingerprint_of(&d.join("host_key.pub")),
+            fingerprint,
             dir,
             ns,
             outer,
