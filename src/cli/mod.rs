@@ -14,6 +14,7 @@ use crate::storage::Storage;
 
 mod authorize;
 mod backup;
+mod image;
 mod passwd;
 mod probe;
 mod status;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Read a password from the terminal (or stdin) and print the `password_hash = …` line
     /// for the config's [web] table.
     Passwd,
+    /// Grow, mount or unmount the storage's image (strategy = "image").
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Find out by experiment what a backup disk can do, and the strategy snapnest would use.
     Probe {
         /// An existing folder on the disk (a scratch folder inside it is removed afterwards).
@@ -141,15 +145,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     match &args.command {
         Command::Init => {
             let config = load_config(&args)?;
-            probe::init(&config.storage, &config.strategy)
+            match &config.image {
+                Some(spec) => image::init(spec),
+                None => probe::init(&config.storage, &config.strategy),
+            }
         }
         Command::Probe { dir, json } => {
             // The config is optional here: it only says which strategy is wanted.
-            let wanted = match args.config.as_ref() {
-                Some(_) => load_config(&args)?.strategy,
-                None => crate::strategy::Wanted::Auto,
+            let (wanted, image_size) = match args.config.as_ref() {
+                Some(_) => {
+                    let c = load_config(&args)?;
+                    (c.strategy, c.image.map(|i| i.size))
+                }
+                None => (crate::strategy::Wanted::Auto, None),
             };
-            probe::probe_command(dir, &wanted, *json)
+            probe::probe_command(dir, &wanted, image_size, *json)
         }
         Command::Hostkey { host } => {
             let config = load_config(&args)?;
@@ -192,8 +202,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             let config = load_config(&args)?;
             authorize::run(&config, a)
         }
+        Command::Image(cmd) => image::command(&load_config(&args)?, cmd),
         Command::Backup { hosts, all } => {
             let config = load_config(&args)?;
+            // A running daemon holds the image mounted; backup hands the run to it.
+            let _image = match crate::daemon::lock::daemon_pid(&config.daemon.state_dir) {
+                Some(_) => None,
+                None => image::attach(&config)?,
+            };
             backup::backup(&config, hosts, *all)
         }
         Command::Daemon => {
@@ -204,16 +220,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         Command::Status { json } => {
             let config = load_config(&args)?;
+            // Status tells a missing disk or image itself: no error here.
+            let _image = image::attach(&config).ok().flatten();
             status::status(&config, *json)
         }
         Command::Prune { host, dry_run } => {
             let config = load_config(&args)?;
+            let _image = image::attach(&config)?;
             status::prune(&config, host.as_deref(), *dry_run)
         }
         Command::List { host } => {
             let config = load_config(&args)?;
             if let Some(h) = host {
                 config.host(h)?;
+            }
+            let _image = image::attach(&config)?;
+            if let Some(spec) = &config.image {
+                println!("{}", spec.describe());
             }
             let storage = Storage::open(&config.storage)?;
             list(&storage, host.as_deref())
@@ -226,6 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         } => {
             let config = load_config(&args)?;
             config.host(host)?;
+            let _image = image::attach(&config)?;
             let storage = Storage::open(&config.storage)?;
             let r = crate::restore::restore(&storage, host, snapshot, path, to)?;
             println!(

@@ -6,9 +6,30 @@ use crate::dest::probe::{self, Findings};
 use crate::storage::{InitOutcome, Storage};
 use crate::strategy::{self, Choice, Wanted};
 
-pub fn probe_command(dir: &Path, wanted: &Wanted, json: bool) -> anyhow::Result<i32> {
+/// `image_size` is the config's, when it names strategy = "image".
+pub fn probe_command(
+    dir: &Path,
+    wanted: &Wanted,
+    image_size: Option<u64>,
+    json: bool,
+) -> anyhow::Result<i32> {
     let findings = probe::probe(dir)?;
-    let choice = strategy::choose(&findings, wanted);
+    let choice = match image_size {
+        // The share holds the image: whether one fits here, not what is inside it.
+        Some(size) => super::image::probe_line(&findings, size)
+            .map(|why| Choice {
+                strategy: strategy::Strategy::Image,
+                reasons: vec![why],
+            })
+            .map_err(|why| {
+                crate::error::Error::Other(format!(
+                    "strategy \"image\" cannot work on {} ({}): {why}",
+                    dir.display(),
+                    findings.filesystem
+                ))
+            }),
+        None => strategy::choose(&findings, wanted),
+    };
     if json {
         let mut v = serde_json::to_value(&findings)?;
         v["strategy"] = match &choice {
@@ -51,6 +72,11 @@ pub fn init(root: &Path, wanted: &Wanted) -> anyhow::Result<i32> {
     print_findings(&findings);
     let choice = strategy::choose(&findings, wanted)?;
     print_choice(&choice);
+    init_recorded(root, &findings, &choice)
+}
+
+/// Marker and catalog (kept when there), then the probe and choice recorded in it.
+pub fn init_recorded(root: &Path, findings: &Findings, choice: &Choice) -> anyhow::Result<i32> {
     match Storage::init(root)? {
         InitOutcome::Created { id } => println!("initialised {} (storage id {id})", root.display()),
         InitOutcome::AlreadyInitialised { id } => {
@@ -62,7 +88,7 @@ pub fn init(root: &Path, wanted: &Wanted) -> anyhow::Result<i32> {
     }
     Storage::open(root)?
         .catalog()?
-        .record_probe(&findings, &choice)?;
+        .record_probe(findings, choice)?;
     Ok(0)
 }
 

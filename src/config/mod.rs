@@ -30,6 +30,9 @@ pub struct Config {
     pub min_free: Option<crate::retention::MinFree>,
     /// `[storage] strategy`: how snapshots are kept on the disk.
     pub strategy: crate::strategy::Wanted,
+    /// With strategy = "image": the image on the share at `[storage] path`; `storage` is
+    /// then its mount point.
+    pub image: Option<crate::dest::image::ImageSpec>,
     pub daemon: Daemon,
     pub hosts: Vec<Host>,
     /// The status web page; None without a `[web]` table.
@@ -178,6 +181,7 @@ impl Validator<'_> {
         };
         let storage_span = storage.span();
         let storage = storage.into_inner();
+        let image_size = storage.image_size.clone();
         let min_free = self.min_free(storage.min_free)?;
         let strategy = match &storage.strategy {
             None => crate::strategy::Wanted::Auto,
@@ -197,6 +201,9 @@ impl Validator<'_> {
             return self.err(path.span(), "storage.path", "must not be empty");
         }
         let storage = self.resolve(path.get_ref());
+        let daemon = self.daemon(raw.daemon)?;
+        let image = self.image(&strategy, storage_span, &storage, image_size, &daemon)?;
+        let storage = image.as_ref().map_or(storage, |i| i.mount_point.clone());
 
         let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
         if let Some(name) = &defaults.name {
@@ -234,7 +241,8 @@ impl Validator<'_> {
             storage,
             min_free,
             strategy,
-            daemon: self.daemon(raw.daemon)?,
+            image,
+            daemon,
             hosts,
             web: self.web(raw.web)?,
         })
@@ -480,6 +488,47 @@ impl Validator<'_> {
             automation,
             strategy: crate::strategy::Wanted::Auto,
         })
+    }
+
+    /// `image_size` goes with strategy = "image", and only with it.
+    fn image(
+        &self,
+        strategy: &crate::strategy::Wanted,
+        span: std::ops::Range<usize>,
+        share: &Path,
+        size: Option<Spanned<String>>,
+        daemon: &Daemon,
+    ) -> Result<Option<crate::dest::image::ImageSpec>> {
+        use crate::strategy::{Strategy, Wanted};
+        let wants_image = *strategy == Wanted::Named(Strategy::Image);
+        match (wants_image, size) {
+            (false, None) => Ok(None),
+            (false, Some(s)) => self.err(
+                s.span(),
+                "storage.image_size",
+                "only used with strategy = \"image\"",
+            ),
+            (true, None) => self.err(
+                span,
+                "storage.image_size",
+                "strategy = \"image\" needs the image's size, e.g. image_size = \"200G\"",
+            ),
+            (true, Some(s)) => match s.get_ref().parse::<bytesize::ByteSize>() {
+                Ok(b) if b.0 >= crate::dest::image::MIN_SIZE => Ok(Some(
+                    crate::dest::image::ImageSpec::new(share.to_path_buf(), b.0, &daemon.state_dir),
+                )),
+                Ok(b) => self.err(
+                    s.span(),
+                    "storage.image_size",
+                    format!("{b} is too small for an image (at least 16 MiB)"),
+                ),
+                Err(e) => self.err(
+                    s.span(),
+                    "storage.image_size",
+                    format!("{:?}: {e} (write e.g. \"200G\" or \"500 GiB\")", s.get_ref()),
+                ),
+            },
+        }
     }
 
     /// Relative paths in the config are relative to the config file's folder.

@@ -34,6 +34,8 @@ pub struct RawStorage {
     pub min_free: Option<Spanned<String>>,
     /// "auto" (the probe decides), or "hardlink", "btrfs", "reflink", "history".
     pub strategy: Option<Spanned<String>>,
+    /// With strategy = "image": the image's size, e.g. "200G".
+    pub image_size: Option<Spanned<String>>,
 }
 
 /// Keys of a `[[host]]` table; `[defaults]` takes the same keys except `name`.

@@ -146,6 +146,10 @@ pub fn name_and_family(m: Option<&Mount>) -> (String, Family) {
         "exfat" => Family::Exfat,
         "ntfs" | "ntfs3" | "fuse.ntfs-3g" | "fuseblk.ntfs-3g" => Family::Ntfs,
         "davfs" | "fuse.davfs2" => Family::Davfs,
+        // mount.davfs registers as plain "fuse" with the URL as its source.
+        "fuse" if m.source.starts_with("http://") || m.source.starts_with("https://") => {
+            Family::Davfs
+        }
         // ntfs-3g and exfat-fuse show as plain FUSE: the boot sector tells which one it is.
         "fuseblk" | "fuse" => device_signature(&m.source),
         _ => Family::Other,
@@ -155,6 +159,7 @@ pub fn name_and_family(m: Option<&Mount>) -> (String, Family) {
         ("fuseblk" | "fuse", Family::Exfat) => "exfat (FUSE)".to_string(),
         ("fuseblk" | "fuse", Family::Ntfs) => "ntfs (ntfs-3g)".to_string(),
         ("fuseblk" | "fuse", Family::Fat) => "vfat (FUSE)".to_string(),
+        ("fuse", Family::Davfs) => "davfs2 (WebDAV)".to_string(),
         _ => t.to_string(),
     };
     (name, family)

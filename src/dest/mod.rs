@@ -3,4 +3,5 @@
 
 pub mod btrfs;
 pub mod fsinfo;
+pub mod image;
 pub mod probe;

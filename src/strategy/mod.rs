@@ -6,6 +6,8 @@
 //! - `hardlink`: full trees, unchanged files hard-linked (ext4, xfs, NTFS…);
 //! - `btrfs`: each snapshot a read-only subvolume snapshot of the previous one, changes applied;
 //! - `reflink`: full trees, unchanged files cloned (FICLONE);
+//! - `image`: hard links inside an ext4 image loop-mounted from a share without them
+//!   (`dest::image` mounts it; the storage root is the mount point);
 //! - `history`: the newest snapshot is the full mirror; each older one keeps only its files
 //!   that a later run replaced or deleted. A file of snapshot S is in the first of
 //!   S, S+1, …, newest that has it (`locate`). Works on any disk.
@@ -29,14 +31,16 @@ pub enum Strategy {
     Btrfs,
     Reflink,
     History,
+    Image,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Btrfs,
         Strategy::HardLink,
         Strategy::Reflink,
         Strategy::History,
+        Strategy::Image,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Strategy {
             Strategy::Btrfs => "btrfs",
             Strategy::Reflink => "reflink",
             Strategy::History => "history",
+            Strategy::Image => "image",
         }
     }
 
@@ -75,6 +80,9 @@ impl Strategy {
             Strategy::Reflink => need(&f.reflink, "no reflinks (FICLONE)")
                 .and_then(|_| need(&f.symlinks, "no symlinks"))
                 .map(|_| "reflink copies share unchanged blocks".into()),
+            // Judged on the mounted image; whether the share can hold one is `image::fits`.
+            Strategy::Image => need(&f.hard_links, "no hard links inside the image")
+                .map(|_| "hard links inside the loop-mounted ext4 image".into()),
             Strategy::History => Ok(if f.hard_links.ok {
                 "copy-with-history works anywhere".into()
             } else {
@@ -99,9 +107,8 @@ impl Wanted {
     pub fn parse(s: &str) -> std::result::Result<Wanted, String> {
         match s {
             "auto" => Ok(Wanted::Auto),
-            "image" => Err("\"image\" (a loop-mounted ext4 image) is not available in this version; use \"auto\", \"history\" or one of the others".into()),
             _ => Strategy::parse(s).map(Wanted::Named).ok_or_else(|| {
-                format!("{s:?}: expected \"auto\", \"hardlink\", \"btrfs\", \"reflink\" or \"history\"")
+                format!("{s:?}: expected \"auto\", \"hardlink\", \"btrfs\", \"reflink\", \"history\" or \"image\"")
             }),
         }
     }
@@ -150,6 +157,13 @@ pub fn choose(f: &Findings, wanted: &Wanted) -> Result<Choice> {
                         });
                     }
                     Err(why) => reasons.push(format!("not {}: {why}", s.name())),
+                }
+                if s == Strategy::HardLink && f.loop_mount.ok {
+                    // Not chosen by itself: an image takes a size the user must pick, and
+                    // its files cannot be read where the disk is plugged into a PC.
+                    reasons.push(
+                        "an ext4 image would give hard-link snapshots here: set strategy = \"image\" and image_size".into(),
+                    );
                 }
             }
             unreachable!("history fits every disk")
@@ -226,7 +240,7 @@ impl Active {
     /// Give the staging folder the previous snapshot's copy of unchanged `e`.
     pub fn share(&self, stage: &Stage, prev_root: &Path, e: &Entry) -> std::io::Result<Linked> {
         match self.strategy {
-            Strategy::HardLink => stage.link(prev_root, e),
+            Strategy::HardLink | Strategy::Image => stage.link(prev_root, e),
             Strategy::Reflink => stage.clone_from(prev_root, e),
             // The staging snapshot already holds it, unless it changed there.
             Strategy::Btrfs if stage.complete(e) => Ok(Linked::Yes),
@@ -401,9 +415,7 @@ mod tests {
     fn config_words() {
         assert_eq!(Wanted::parse("auto"), Ok(Wanted::Auto));
         assert_eq!(Wanted::parse("btrfs"), Ok(Wanted::Named(Strategy::Btrfs)));
-        assert!(Wanted::parse("image")
-            .unwrap_err()
-            .contains("not available"));
+        assert_eq!(Wanted::parse("image"), Ok(Wanted::Named(Strategy::Image)));
         assert!(Wanted::parse("zfs").is_err());
     }
 }

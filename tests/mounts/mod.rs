@@ -2,6 +2,9 @@
 //! FUSE, FAT32 through fusefat, tmpfs. Unmounted (and loop devices freed) when dropped.
 #![allow(dead_code)]
 
+pub mod tree;
+pub mod webdav;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -306,7 +306,12 @@ impl Daemon {
 
     fn check_disk(&mut self) {
         let root = self.config.storage.clone();
-        let now = match Storage::open(&root) {
+        // strategy = "image": the storage is inside an image the daemon keeps mounted.
+        let mounted = match &self.config.image {
+            Some(spec) => crate::dest::image::attach(spec).map(|a| a.keep()),
+            None => Ok(()),
+        };
+        let now = match mounted.and_then(|_| Storage::open(&root)) {
             Ok(s) => {
                 let (total, free) = space(&root).unwrap_or((0, 0));
                 let was_missing = !matches!(self.disk, Disk::Ready { .. });
