@@ -54,7 +54,13 @@ pub struct RunRow {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = match dest::open_connection(path, "WAL") {
+        // SQLite's WAL is not for network filesystems (its shared memory is per machine);
+        // davfs2 fails its maps now and then, so those get a rollback journal from the start.
+        let journal = match path.parent().and_then(crate::dest::fsinfo::mount_of) {
+            Some(m) if crate::dest::fsinfo::is_network(&m) => "DELETE",
+            _ => "WAL",
+        };
+        let conn = match dest::open_connection(path, journal) {
             // WAL needs shared memory maps, which some FUSE disks (fusefat) cannot give.
             Err(Error::Catalog { source, .. }) if dest::is_shm_error(&source) => {
                 dest::leave_wal(path)?;

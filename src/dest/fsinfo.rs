@@ -135,6 +135,15 @@ pub enum Family {
     Other,
 }
 
+/// A share over the network (WebDAV, SMB, NFS, sshfs): no shared memory across it.
+pub fn is_network(m: &Mount) -> bool {
+    matches!(
+        m.fstype.as_str(),
+        "davfs" | "fuse.davfs2" | "cifs" | "smb3" | "nfs" | "nfs4" | "fuse.sshfs"
+    ) || m.source.starts_with("http://")
+        || m.source.starts_with("https://")
+}
+
 /// A name users know: "ext4", "exfat (FUSE)", "vfat (fusefat)".
 pub fn name_and_family(m: Option<&Mount>) -> (String, Family) {
     let Some(m) = m else {

@@ -100,6 +100,14 @@ fn fits_adding(f: &Findings, size: u64, adding: u64) -> std::result::Result<Stri
             f.appends_kept.detail
         ));
     }
+    if !f.durable_on_close.ok {
+        // davfs2 keeps a whole copy of an open file in its cache and uploads all of it
+        // after close: an image would travel in full every time.
+        return Err(format!(
+            "a network share that uploads whole files after close ({})",
+            f.durable_on_close.detail
+        ));
+    }
     if !f.loop_mount.ok {
         return Err(format!("no loop mount ({})", f.loop_mount.detail));
     }

@@ -158,7 +158,7 @@ pub fn choose(f: &Findings, wanted: &Wanted) -> Result<Choice> {
                     }
                     Err(why) => reasons.push(format!("not {}: {why}", s.name())),
                 }
-                if s == Strategy::HardLink && f.loop_mount.ok {
+                if s == Strategy::HardLink && f.loop_mount.ok && f.durable_on_close.ok {
                     // Not chosen by itself: an image takes a size the user must pick, and
                     // its files cannot be read where the disk is plugged into a PC.
                     reasons.push(
