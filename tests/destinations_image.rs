@@ -369,3 +369,46 @@ fn auto_on_exfat_says_an_image_would_give_hard_links() {
         "{t}"
     );
 }
+
+#[test]
+fn the_daemon_keeps_the_image_mounted_and_unmounts_it_at_stop() {
+    let m = mount(Fs::Exfat, 256);
+    let setup = Setup::new("", "");
+    let work = setup.dir.path();
+    let state = work.join("state");
+    let src = work.join("src");
+    sample_tree(&src);
+    let share = m.mnt.join("backups");
+    fs::create_dir(&share).unwrap();
+    fs::write(
+        &setup.config,
+        format!(
+            "[storage]\npath = \"{}\"\nstrategy = \"image\"\nimage_size = \"64MiB\"\n\n[daemon]\nstate_dir = \"{}\"\npresence_interval = \"5s\"\nshutdown_grace = \"5s\"\n\n{}",
+            share.display(),
+            state.display(),
+            local_host("box", &src)
+        ),
+    )
+    .unwrap();
+    run(&setup.config, &["init"], 0);
+    assert!(mounts_under(&state).is_empty());
+    let mut d = setup.start_daemon_on(&setup.config, &state);
+    wait_until(
+        "the daemon mounts the image",
+        std::time::Duration::from_secs(20),
+        || mounts_under(&state).len() == 1,
+    );
+    // `backup` hands the run to the daemon, which leaves the image mounted.
+    let t = run(&setup.config, &["backup", "box"], 0);
+    assert!(t.contains("good"), "{t}");
+    assert_eq!(mounts_under(&state).len(), 1, "{}", d.log_text());
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(std::time::Duration::from_secs(30)), Some(0));
+    assert!(
+        mounts_under(&state).is_empty(),
+        "unmounted at stop: {}",
+        d.log_text()
+    );
+    let list = run(&setup.config, &["list", "box"], 0);
+    assert!(list.contains("image") && list.contains("good"), "{list}");
+}

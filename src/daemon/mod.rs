@@ -85,7 +85,21 @@ pub fn run(config_path: &Path, signals: Signals) -> Result<()> {
         d.tick();
         d.wait(Duration::from_millis(500));
     }
-    shutdown(d)
+    let image = d.config.image.clone();
+    let stopped = shutdown(d);
+    drop(web);
+    // The image was kept mounted while running; unmounted at a clean stop so the share can
+    // be unplugged.
+    if let Some(spec) = image {
+        match crate::dest::image::unmount(&spec.mount_point) {
+            Ok(()) => logging::info(format!(
+                "image unmounted from {}",
+                spec.mount_point.display()
+            )),
+            Err(e) => logging::warn(e.to_string()),
+        }
+    }
+    stopped
 }
 
 fn reload(d: &mut tick::Daemon, path: &Path) {
