@@ -82,7 +82,15 @@ for t in "${targets[@]}"; do
     else
         # Tier 3 (MIPS), or no prebuilt std reachable: nightly builds std from source.
         # There are no prebuilt crt1.o & co. either: let zig's musl supply the start files.
-        RUSTFLAGS="$RUSTFLAGS -C link-self-contained=no" \
+        # zig's musl is 1.2: 64-bit time_t, the plain names (`utimensat`, `stat`...) kept only
+        # as 32-bit-time shims for old binaries. The libc crate binds those shims unless told
+        # musl is 1.2, while rustix (libc backend on MIPS) hands libc 64-bit timespecs: every
+        # mtime set went wrong (the probe read back another time than it set). With this the
+        # libc crate (std's too) binds the __*_time64 functions, as C code gets from musl's
+        # headers, and file times are y2038-safe.
+        time64=0
+        case "$t" in mips-* | mipsel-* | armv7-*) time64=1 ;; esac
+        RUST_LIBC_UNSTABLE_MUSL_V1_2_3=$time64 RUSTFLAGS="$RUSTFLAGS -C link-self-contained=no" \
             "${nice[@]}" cargo +nightly "${args[@]}" -Zbuild-std=std,panic_unwind
     fi
     mkdir -p "$tdir" && echo "$ossl_opts" > "$stamp"
