@@ -22,7 +22,7 @@ use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 use crate::strategy::{Active, Strategy};
 pub use progress::{progress_line, Progress, ProgressView};
-pub use publish::{find_staging, new_staging_path, staging_dir};
+pub use publish::{find_staging, new_staging_path, staging_dir, staging_folders};
 use publish::{point_latest, snapshot_name};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
