@@ -37,8 +37,8 @@ pub struct Chain {
 }
 
 /// How snapshot `id`'s names are stored on the disk.
-fn rules_of(catalog: &Catalog, _id: i64) -> Result<NameRules> {
-    catalog.name_rules()
+fn rules_of(catalog: &Catalog, id: i64) -> Result<NameRules> {
+    catalog.snapshot_names(id)
 }
 
 impl Chain {

@@ -287,11 +287,16 @@ pub fn before_delete(storage: &Storage, host: &str, id: i64, name: &str) -> Resu
     let older = all
         .into_iter()
         .filter(|s| s.id < id)
-        .map(|s| host_dir.join(s.name))
-        .rfind(|p| p.is_dir());
+        .map(|s| (host_dir.join(s.name), s.id))
+        .rfind(|(p, _)| p.is_dir());
     match older {
-        Some(older) => history::merge_into(&host_dir.join(name), &older),
-        None => Ok(()),
+        // Under other name rules nothing was taken from it (see job), so it needs nothing.
+        Some((older, older_id))
+            if catalog.snapshot_names(older_id)? == catalog.snapshot_names(id)? =>
+        {
+            history::merge_into(&host_dir.join(name), &older)
+        }
+        _ => Ok(()),
     }
 }
 
