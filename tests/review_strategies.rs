@@ -167,3 +167,89 @@ fn each_snapshot_is_read_under_its_own_name_rules() {
         assert_same_tree(want.path(), &to.path().join(name_of(src.path())));
     }
 }
+
+/// Review #12: pruning a copy-with-history snapshot hands its files to the older one by
+/// renames; those reach the disk (syncfs) before the pruned tree is hidden and removed.
+/// Watched with strace on the real binary, on exFAT (no journal).
+#[test]
+fn hand_over_renames_are_synced_before_the_pruned_tree_goes() {
+    let m = Mounted::new(Fs::Exfat, 64);
+    let src = tempfile::tempdir().unwrap();
+    write_file(
+        &src.path().join("kept.txt"),
+        b"same in 1 and 2\n",
+        1_700_000_000_000_000_000,
+    );
+    write_file(
+        &src.path().join("other.txt"),
+        b"x\n",
+        1_700_000_000_000_000_000,
+    );
+    let mut setup = Setup::new(&local_host("box", src.path()), "keep = { daily = 2 }");
+    setup.store_in(&m.mnt);
+    setup.init();
+    setup.backup("box", 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    write_file(
+        &src.path().join("other.txt"),
+        b"y, longer\n",
+        1_700_000_100_000_000_000,
+    );
+    setup.backup("box", 0);
+    let middle = name_of(&setup.snapshots("box")[1]);
+    std::thread::sleep(Duration::from_millis(1100));
+    // Replaced in run 3: run 2's copy (the first snapshot's too) stays in the middle one.
+    write_file(
+        &src.path().join("kept.txt"),
+        b"changed in 3, longer\n",
+        1_700_000_200_000_000_000,
+    );
+    setup.backup("box", 0);
+
+    let trace = setup.dir.path().join("prune.strace");
+    let out = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=rename,renameat,renameat2,syncfs,unlink,unlinkat",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_snapnest"))
+        .arg("--config")
+        .arg(&setup.config)
+        .args(["prune", "box"])
+        .output()
+        .expect("strace");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("pruned 1 snapshot"), "{}", text(&out));
+    let lines: Vec<String> = fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let pos = |f: &dyn Fn(&str) -> bool| lines.iter().position(|l| f(l));
+    let hand_over = lines
+        .iter()
+        .rposition(|l| l.contains("rename") && l.contains("kept.txt"))
+        .unwrap_or_else(|| panic!("no hand-over rename:\n{}", lines.join("\n")));
+    let hide = pos(&|l: &str| l.contains("rename") && l.contains(&format!("{middle}\"")))
+        .unwrap_or_else(|| panic!("no hiding rename:\n{}", lines.join("\n")));
+    let sync = lines[hand_over..]
+        .iter()
+        .position(|l| l.contains("syncfs(") && !l.contains("= -1"))
+        .map(|p| p + hand_over);
+    assert!(
+        sync.is_some_and(|s| s < hide),
+        "no syncfs between the hand-over and hiding the tree:\n{}",
+        lines.join("\n")
+    );
+    // The first snapshot restores whole with run 2's copy of kept.txt.
+    let first = name_of(&setup.snapshots("box")[0]);
+    let to = setup.restore_folder("box", &first, src.path());
+    assert_eq!(
+        fs::read(to.path().join(name_of(src.path())).join("kept.txt")).unwrap(),
+        b"same in 1 and 2\n"
+    );
+}
