@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::error::{Error, IoContext, Result};
-use crate::job::stage::{open_nofollow, CopyError, Stage};
+use crate::job::stage::{CopyError, Stage};
 use crate::model::{Entry, Kind};
 use crate::storage::Storage;
 
@@ -121,8 +121,11 @@ pub fn restore(
                 out.folders += 1;
             }
             Kind::File => {
-                let src = locator.find(&[&rel[..], &e.path[base.len()..]].concat());
-                let mut file = open_nofollow(&src).at(&src, "opening")?;
+                // The manifest's own entry: its path as the source had it.
+                let mut stored = e.clone();
+                stored.path = [&rel[..], &e.path[base.len()..]].concat();
+                let src = locator.dir().join(std::ffi::OsStr::from_bytes(&stored.path));
+                let mut file = locator.open(&stored)?;
                 match stage.write(e, &mut file, &mut buf, &mut |_| {}) {
                     Ok(n) => {
                         out.files += 1;

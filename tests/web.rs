@@ -372,6 +372,8 @@ fn folders_download_as_streamed_tar_and_zip() {
             r.header("content-length").is_none(),
             "streamed, not buffered"
         );
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        assert!(r.complete, "{format}: the last chunk came");
         assert_eq!(
             r.header("content-disposition"),
             Some(

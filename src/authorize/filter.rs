@@ -19,6 +19,7 @@ pub fn script(host: &str, folders: &[String], sudo_path: Option<&str>) -> String
         .replace("@LIST@", &commands::quote(&commands::listing(folders)))
         .replace("@TAR@", &commands::quote(commands::TAR))
         .replace("@NAMES@", &commands::quote(&names_regex(folders)))
+        .replace("@REACHABLE@", &commands::quote(&reachable(folders)))
         .replace("@SUDO@", &commands::quote(sudo_path.unwrap_or("")))
 }
 
@@ -33,6 +34,30 @@ pub fn names_regex(folders: &[String]) -> String {
         .map(|f| f.trim_start_matches('/').chars().map(literal).collect())
         .collect();
     format!("^({})(/|$)", alternatives.join("|"))
+}
+
+/// A command printing every non-folder under `folders` that `find -P` reaches (a configured
+/// folder that is itself a symlink is followed, as the listing does), NUL-separated and
+/// relative to /, the way snapnest names them to tar.
+pub fn reachable(folders: &[String]) -> String {
+    let mut cmd = String::from("LC_ALL=C; export LC_ALL; ");
+    for f in folders {
+        let rel = f.trim_matches('/');
+        // A -printf format: only % and \ are special in it.
+        let prefix = rel.replace('\\', "\\\\").replace('%', "%%");
+        let q = commands::quote(f);
+        if rel.is_empty() {
+            cmd += &format!("find -H {q} -mindepth 1 ! -type d -printf '%P\\0'; ");
+        } else {
+            // The folder itself may be a file; what lies under it is prefix/%P.
+            cmd += &format!(
+                "find -H {q} -maxdepth 0 ! -type d -printf {}; find -H {q} -mindepth 1 ! -type d -printf {}; ",
+                commands::quote(&format!("{prefix}\\0")),
+                commands::quote(&format!("{prefix}/%P\\0"))
+            );
+        }
+    }
+    cmd
 }
 
 fn literal(c: char) -> String {
@@ -109,7 +134,15 @@ mod tests {
     #[test]
     fn the_script_is_valid_sh_and_holds_the_commands() {
         let s = script("laptop", &["/home/o'neil".to_string()], None);
-        for p in ["@HOST@", "@PROBE@", "@LIST@", "@TAR@", "@NAMES@", "@SUDO@"] {
+        for p in [
+            "@HOST@",
+            "@PROBE@",
+            "@LIST@",
+            "@TAR@",
+            "@NAMES@",
+            "@REACHABLE@",
+            "@SUDO@",
+        ] {
             assert!(!s.contains(p), "placeholder {p} left");
         }
         let st = std::process::Command::new("sh")

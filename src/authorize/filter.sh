@@ -11,6 +11,9 @@ LIST=@LIST@
 TAR=@TAR@
 # Names tar may read (from stdin, relative to /): under a configured folder.
 NAMES=@NAMES@
+# Prints, NUL-separated and relative to /, every non-folder find reaches under the folders
+# without following a symlink below them: the only names tar may read.
+REACHABLE=@REACHABLE@
 # Non-empty in sudo mode: this file's own path, run again as root through `sudo -n`.
 SUDO=@SUDO@
 
@@ -44,8 +47,14 @@ elif [ "x$cmd" = "x$LIST" ]; then
     exec /bin/sh -c "$LIST"
 elif [ "x$cmd" = "x$TAR" ]; then
     # Only names under the folders and without empty, . or .. parts reach tar; others are
-    # dropped (snapnest then reports them as not delivered).
-    grep -z -E -e "$NAMES" | grep -z -v -E -e '(^|/)\.\.?(/|$)' -e '//' | /bin/sh -c "$TAR"
+    # dropped (snapnest then reports them as not delivered). tar follows symlinks in a
+    # name's middle parts (home/a/link/shadow with link -> /etc), so a name must also be one
+    # that find reaches without following any: the intersection of both sorted lists (names
+    # come sorted by bytes, so the order tar keeps is snapnest's). Needs GNU sort and uniq.
+    {
+        /bin/sh -c "$REACHABLE" 2>/dev/null | sort -z -u
+        grep -z -E -e "$NAMES" | grep -z -v -E -e '(^|/)\.\.?(/|$)' -e '//' | sort -z -u
+    } | sort -z | uniq -z -d | /bin/sh -c "$TAR"
     exit
 else
     refuse "$cmd"

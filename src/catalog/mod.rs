@@ -14,6 +14,7 @@ mod history;
 mod web;
 pub use dest::StrategyInfo;
 mod schema;
+mod snapshot_names;
 pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
 pub use web::RunDetail;

@@ -102,6 +102,12 @@ pub fn delete(storage: &Storage, d: &Doomed) -> crate::Result<()> {
     let hidden = host_dir.join(format!("{DELETING_PREFIX}{}", d.name));
     if fs::symlink_metadata(&visible).is_ok() {
         crate::strategy::before_delete(storage, &d.host, d.id, &d.name)?;
+        // The hand-over renames reach the disk before the tree they came from goes: on a
+        // disk without a journal (exFAT, FAT) a power cut could keep the removal and lose a
+        // rename, and with it the only copy of a file.
+        let dir = fs::File::open(&host_dir)
+            .map_err(|e| crate::Error::io(&host_dir, "opening", e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| crate::Error::io(&host_dir, "syncing", e.into()))?;
         fs::rename(&visible, &hidden)
             .map_err(|e| crate::Error::io(&visible, "hiding pruned snapshot", e))?;
     }

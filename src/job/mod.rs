@@ -22,7 +22,7 @@ use crate::source::{Fetched, Source, Throttle};
 use crate::storage::{sync_dir, Storage};
 use crate::strategy::{Active, Strategy};
 pub use progress::{progress_line, Progress, ProgressView};
-pub use publish::{find_staging, new_staging_path, staging_dir};
+pub use publish::{find_staging, new_staging_path, staging_dir, staging_folders};
 use publish::{point_latest, snapshot_name};
 pub use report::Report;
 use stage::{CopyError, Linked, Stage};
@@ -172,7 +172,14 @@ fn run(
     let preserve_owner = rustix::process::geteuid().is_root();
     let prev = catalog.latest_snapshot(&host.name)?;
     let mut unchanged = vec![false; entries.len()];
-    if let Some(prev) = &prev {
+    // A previous snapshot stored under other name rules (the disk was measured differently
+    // since) shares nothing: its files are found under its own names only, so all is fetched.
+    let prev_names = match &prev {
+        Some(p) => Some(catalog.snapshot_names(p.id)?),
+        None => None,
+    };
+    let same_names = prev_names.as_ref().is_none_or(|n| *n == active.keep().names);
+    if let Some(prev) = prev.as_ref().filter(|_| same_names) {
         let mut i = 0;
         catalog.for_each_entry(prev.id, None, |old, dirty| {
             while i < entries.len() && entries[i].path < old.path {
@@ -198,7 +205,8 @@ fn run(
     // moved out of the previous snapshot. They go back before anything is cleaned up.
     // give_back moves only what the previous snapshot lacks, so otherwise it does nothing.
     if let (true, Some(prev), Some(root)) = (resuming, &prev, &prev_root) {
-        crate::strategy::history::give_back(catalog, prev.id, &stage, root)?;
+        let names = prev_names.as_ref().expect("recorded with prev");
+        crate::strategy::history::give_back(catalog, prev.id, &stage, root, names)?;
     }
     if resuming {
         stage
@@ -495,6 +503,7 @@ fn run(
         &manifest_dirty,
     )?;
     catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
+    catalog.set_snapshot_names(snapshot_id, &stage.keep.names)?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;

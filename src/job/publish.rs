@@ -50,6 +50,20 @@ pub fn find_staging(host_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// Every staging folder in `host_dir`, oldest first, touching nothing (for readers).
+pub fn staging_folders(host_dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(host_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 fn stamp() -> String {
     chrono::Local::now().format("%Y-%m-%d_%H%M%S").to_string()
 }

@@ -139,6 +139,15 @@ impl StreamSource {
         throttle: &mut Throttle,
         sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
     ) -> Result<()> {
+        // Sent sorted by bytes: the read-only filter on the host hands tar the names in that
+        // order (it intersects sorted lists), and settling below relies on tar's order.
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by(|&a, &b| files[a].path.cmp(&files[b].path));
+        let sorted: Vec<&Entry> = order.iter().map(|&i| files[i]).collect();
+        let files = &sorted[..];
+        let sink = &mut |index: usize, event: Fetched<'_>| {
+            sink(offset + order[index - offset], event)
+        };
         let mut names = Vec::with_capacity(files.iter().map(|f| f.path.len() + 1).sum());
         for f in files {
             names.extend_from_slice(&f.path);

@@ -29,14 +29,28 @@ pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
     if fs::symlink_metadata(&to).is_ok() {
         crate::job::stage::remove(&to)?;
     }
-    fs::rename(&from, &to)?;
-    Ok(Linked::Yes)
+    match fs::rename(&from, &to) {
+        Ok(()) => Ok(Linked::Yes),
+        // The previous snapshot is a read-only btrfs subvolume (made by the btrfs strategy
+        // before history was chosen): its files cannot move, so they are fetched again.
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EXDEV) | Some(libc::EROFS)) => {
+            Ok(Linked::No)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Resume: files an interrupted run moved out of the previous snapshot go back before the
-/// new listing decides again (a file unchanged then may have changed since).
+/// new listing decides again (a file unchanged then may have changed since). `names`: the
+/// previous snapshot's name rules, which a run that moved files from it also used.
 /// Returns how many were moved back.
-pub fn give_back(catalog: &Catalog, prev_id: i64, stage: &Stage, prev_root: &Path) -> Result<u64> {
+pub fn give_back(
+    catalog: &Catalog,
+    prev_id: i64,
+    stage: &Stage,
+    prev_root: &Path,
+    names: &crate::store::names::NameRules,
+) -> Result<u64> {
     let mut files: HashSet<Vec<u8>> = HashSet::new();
     catalog.for_each_entry(prev_id, None, |e, _| {
         if e.kind == Kind::File {
@@ -56,8 +70,8 @@ pub fn give_back(catalog: &Catalog, prev_id: i64, stage: &Stage, prev_root: &Pat
             gid: 0,
             target: None,
         };
-        let staged = stage.path(&e);
-        let stored = crate::store::names::stored_path(&stage.keep.names, &e.path);
+        let stored = crate::store::names::stored_path(names, &e.path);
+        let staged = stage.root.join(std::ffi::OsStr::from_bytes(&stored));
         let home = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
         if fs::symlink_metadata(&home).is_err()
             && fs::symlink_metadata(&staged).is_ok_and(|m| m.is_file())

@@ -13,6 +13,7 @@
 //!   S, S+1, …, newest that has it (`locate`). Works on any disk.
 
 pub mod btrfs;
+pub mod chain;
 pub mod history;
 
 use std::path::{Path, PathBuf};
@@ -258,47 +259,31 @@ impl Active {
     }
 }
 
-/// Finds the content of a snapshot's files on the disk: in the snapshot's own folder, else
-/// (copy-with-history) in the first later snapshot that has it.
+/// Finds the content of a snapshot's files on the disk (see `chain`).
 pub struct Locator {
-    names: NameRules,
-    /// The snapshot's folder, then every later published one, oldest first.
-    chain: Vec<PathBuf>,
+    chain: chain::Chain,
 }
 
 impl Locator {
     pub fn new(storage: &Storage, catalog: &Catalog, host: &str, name: &str) -> Result<Locator> {
-        let names = NameRules::from_refused(
-            &catalog
-                .probe()?
-                .map(|f| f.refused_bytes)
-                .unwrap_or_default(),
-        );
-        let host_dir = storage.root().join(host);
-        let mut chain = vec![host_dir.join(name)];
-        // "Later" is publication order (id), not name order: names are wall-clock stamps and
-        // a clock set back would put the newer snapshot first.
-        let mut all = catalog.snapshots(Some(host))?;
-        all.sort_by_key(|s| s.id);
-        if let Some(me) = all.iter().find(|s| s.name == name).map(|s| s.id) {
-            chain.extend(
-                all.into_iter()
-                    .filter(|s| s.published && s.id > me)
-                    .map(|s| host_dir.join(s.name)),
-            );
-        }
-        Ok(Locator { names, chain })
+        let snapshot = catalog
+            .snapshots(Some(host))?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::Other(format!("host {host} has no snapshot {name}")))?;
+        let chain = chain::Chain::new(&storage.root().join(host), catalog, host, &snapshot)?;
+        Ok(Locator { chain })
     }
 
-    /// The file holding manifest path `path` (the snapshot's own path if none has it).
-    pub fn find(&self, path: &[u8]) -> PathBuf {
-        let stored = crate::store::names::stored_path(&self.names, path);
-        let rel = Path::new(std::ffi::OsStr::from_bytes(&stored));
-        self.chain
-            .iter()
-            .map(|dir| dir.join(rel))
-            .find(|p| std::fs::symlink_metadata(p).is_ok())
-            .unwrap_or_else(|| self.chain[0].join(rel))
+    /// The snapshot's own folder.
+    pub fn dir(&self) -> &Path {
+        self.chain.dir()
+    }
+
+    /// Open the stored file of manifest entry `e`; the error names the snapshot's folder.
+    pub fn open(&self, e: &Entry) -> Result<std::fs::File> {
+        let at = self.chain.dir().join(std::ffi::OsStr::from_bytes(&e.path));
+        self.chain.open(e).map_err(|err| Error::io(at, "opening", err))
     }
 }
 
@@ -316,11 +301,16 @@ pub fn before_delete(storage: &Storage, host: &str, id: i64, name: &str) -> Resu
     let older = all
         .into_iter()
         .filter(|s| s.id < id)
-        .map(|s| host_dir.join(s.name))
-        .rfind(|p| p.is_dir());
+        .map(|s| (host_dir.join(s.name), s.id))
+        .rfind(|(p, _)| p.is_dir());
     match older {
-        Some(older) => history::merge_into(&host_dir.join(name), &older),
-        None => Ok(()),
+        // Under other name rules nothing was taken from it (see job), so it needs nothing.
+        Some((older, older_id))
+            if catalog.snapshot_names(older_id)? == catalog.snapshot_names(id)? =>
+        {
+            history::merge_into(&host_dir.join(name), &older)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -3,11 +3,9 @@
 //! folder one component at a time without following any symlink.
 
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use askama::Template;
-use rustix::fs::{openat, Mode, OFlags, CWD};
 
 use super::auth::Who;
 use super::http::{percent_encode, Response};
@@ -17,20 +15,15 @@ use crate::catalog::{Catalog, SnapshotRow};
 use crate::config::{Config, Host};
 use crate::model::{Entry, Kind};
 use crate::storage::Storage;
-use crate::store::names::{stored_path, NameRules};
-use crate::strategy::Strategy;
+use crate::strategy::chain::Chain;
 
 /// Folders with more entries than this show the first ones and offer the archive.
 const MAX_LISTED: usize = 5000;
 
-/// Where a snapshot's files are on the disk: under the names the destination stores (escaped
-/// where it refuses some, see `store::names`), and for a copy-with-history snapshot also in
-/// the later snapshots that took over its unchanged files (see `strategy::Locator`).
+/// Where a snapshot's files are on the disk (see `strategy::chain`).
 #[derive(Clone, Debug)]
 pub struct Stored {
-    rules: NameRules,
-    /// The snapshot's own folder first, then (history only) each later one, oldest first.
-    chain: Vec<PathBuf>,
+    chain: Chain,
 }
 
 impl Stored {
@@ -40,70 +33,19 @@ impl Stored {
         host: &str,
         snapshot: &SnapshotRow,
     ) -> crate::Result<Stored> {
-        let host_dir = storage.root().join(host);
-        let mut chain = vec![host_dir.join(&snapshot.name)];
-        if catalog.snapshot_strategy(snapshot.id)?.as_deref() == Some(Strategy::History.name()) {
-            // Publication order, as `strategy::Locator` does.
-            let mut later = catalog.snapshots(Some(host))?;
-            later.sort_by_key(|s| s.id);
-            chain.extend(
-                later
-                    .into_iter()
-                    .filter(|s| s.published && s.id > snapshot.id)
-                    .map(|s| host_dir.join(s.name)),
-            );
-        }
-        Ok(Stored {
-            rules: catalog.name_rules()?,
-            chain,
-        })
+        let chain = Chain::new(&storage.root().join(host), catalog, host, snapshot)?;
+        Ok(Stored { chain })
     }
 
     /// The snapshot's own folder, for messages.
     pub fn dir(&self) -> &Path {
-        &self.chain[0]
+        self.chain.dir()
     }
 
-    /// Open the file of manifest path `path` for reading, from the first folder of the chain
-    /// that has it. Never follows a symlink (see `open_below`).
-    pub fn open(&self, path: &[u8]) -> std::io::Result<File> {
-        let stored = stored_path(&self.rules, path);
-        let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
-        for dir in &self.chain {
-            match open_below(dir, Path::new(std::ffi::OsStr::from_bytes(&stored))) {
-                Ok(f) => return Ok(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+    /// Open the stored file of manifest entry `e` for reading. Never follows a symlink.
+    pub fn open(&self, e: &Entry) -> std::io::Result<File> {
+        self.chain.open(e)
     }
-}
-
-/// Open a stored file for reading: every folder on the way and the file itself are opened
-/// with O_NOFOLLOW, so a symlink anywhere (planted or recorded) is never followed out of
-/// the store.
-fn open_below(snapshot_dir: &Path, rel: &Path) -> std::io::Result<File> {
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut dir = openat(CWD, snapshot_dir, dir_flags, Mode::empty())?;
-    let parts: Vec<_> = rel.components().collect();
-    for (i, part) in parts.iter().enumerate() {
-        let std::path::Component::Normal(name) = part else {
-            return Err(std::io::Error::other("unexpected path component"));
-        };
-        let last = i + 1 == parts.len();
-        let flags = if last {
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK
-        } else {
-            dir_flags
-        };
-        dir = openat(&dir, *name, flags, Mode::empty())?;
-    }
-    let f = File::from(dir);
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(f)
 }
 
 /// `/browse/<host>/<snapshot>/<path>` with every part escaped.

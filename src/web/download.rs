@@ -1,6 +1,6 @@
 //! Getting files out: one file with its content type and Range support, or a folder as a
-//! .tar or .zip streamed while it is read (the first bytes leave at once; no size limit,
-//! no deadline other than a client that stops reading).
+//! .tar or .zip streamed while it is read (the first bytes leave at once; no size limit) in
+//! chunked encoding, so a cut stream is never mistaken for a whole one.
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -101,7 +101,7 @@ pub fn file(t: Target, req: &Request) -> Response {
     let Some(e) = t.entry.as_ref().filter(|e| e.kind == Kind::File) else {
         return Response::text(404, "not a file\n");
     };
-    let f = match t.stored.open(&e.path) {
+    let f = match t.stored.open(e) {
         Ok(f) => f,
         Err(err) => {
             logging::warn(format!(
@@ -218,20 +218,22 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// One manifest entry. A stored file that can't be opened is left out (and logged):
-    /// the response is already under way, the rest of the folder is still worth having.
+    /// One manifest entry. A stored file that can't be opened stops the archive (and is
+    /// logged): the response then ends without its last chunk, so the browser reports a
+    /// failed download instead of keeping an archive that silently lacks a file.
     fn add(&mut self, stored: &Stored, e: &Entry, name: &[u8]) -> io::Result<()> {
         let mtime = e.mtime_ns.div_euclid(1_000_000_000);
         let mode = e.mode & 0o7777;
         let mut file = match e.kind {
-            Kind::File => match stored.open(&e.path) {
+            Kind::File => match stored.open(e) {
                 Ok(f) => Some(f),
                 Err(err) => {
                     logging::warn(format!(
-                        "web: archive leaves out {}: {err}",
+                        "web: archive of {} stopped: {} could not be opened: {err}",
+                        stored.dir().display(),
                         e.display_path()
                     ));
-                    return Ok(());
+                    return Err(err);
                 }
             },
             Kind::Dir | Kind::Symlink => None,

@@ -250,7 +250,7 @@ pub enum Body {
         start: u64,
         len: u64,
     },
-    /// Length unknown: the end of the connection ends the body.
+    /// Length unknown: sent in chunked encoding, ended by the last (empty) chunk.
     Stream(Streamer),
 }
 
@@ -326,13 +326,39 @@ impl Response {
                 }
             }
             Body::Stream(f) => {
-                out.write_all(b"\r\n")?;
+                out.write_all(b"Transfer-Encoding: chunked\r\n\r\n")?;
                 if !head_only {
-                    f(&mut out)?;
+                    let mut chunked = BufWriter::with_capacity(64 * 1024, Chunked { out: &mut out });
+                    // On an error the last chunk is never sent: the client sees a cut body.
+                    f(&mut chunked)?;
+                    chunked.flush()?;
+                    drop(chunked);
+                    out.write_all(b"0\r\n\r\n")?;
                 }
             }
         }
         out.flush()
+    }
+}
+
+/// HTTP/1.1 chunked encoding: every write is one chunk (a BufWriter above batches them).
+struct Chunked<'a, W: Write> {
+    out: &'a mut W,
+}
+
+impl<W: Write> Write for Chunked<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0); // an empty chunk would end the body
+        }
+        write!(self.out, "{:x}\r\n", buf.len())?;
+        self.out.write_all(buf)?;
+        self.out.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body arrived whole (for a chunked one: its last chunk came).
+    pub complete: bool,
 }
 
 impl Resp {
@@ -95,14 +97,47 @@ pub fn parse(data: &[u8]) -> Resp {
         .unwrap()
         .parse()
         .unwrap();
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
+    let body = &data[end + 4..];
+    let chunked = headers.iter().any(|(k, v): &(String, String)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let (body, complete) = if chunked {
+        dechunk(body)
+    } else {
+        (body.to_vec(), true)
+    };
     Resp {
         status,
         headers,
-        body: data[end + 4..].to_vec(),
+        body,
+        complete,
+    }
+}
+
+/// A chunked body's bytes, and whether its last (empty) chunk arrived.
+fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let Ok(n) = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16) else {
+            return (body, false);
+        };
+        data = &data[eol + 2..];
+        if n == 0 {
+            return (body, data.starts_with(b"\r\n"));
+        }
+        if data.len() < n + 2 {
+            body.extend_from_slice(&data[..n.min(data.len())]);
+            return (body, false);
+        }
+        body.extend_from_slice(&data[..n]);
+        data = &data[n + 2..];
     }
 }
 

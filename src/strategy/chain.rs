@@ -1,0 +1,164 @@
+//! Where a snapshot's files are on the disk, for everything that reads them back (restore,
+//! the web page's files and archives).
+//!
+//! A snapshot's file is in its own folder, or, when the run after it was a copy-with-history
+//! run (which moves unchanged files out of its previous snapshot), in the first later folder
+//! of that unbroken run of history snapshots that has it, or in the staging folder of the run
+//! in progress (or interrupted) after the newest. A file found further along is another
+//! snapshot's copy: it is used only if its size and mtime are the manifest entry's.
+//! Every folder on the way is opened without following a symlink.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{openat, Mode, OFlags, CWD};
+
+use super::Strategy;
+use crate::catalog::{Catalog, SnapshotRow};
+use crate::error::Result;
+use crate::model::Entry;
+use crate::store::names::{stored_path, NameRules};
+
+/// One folder that may hold a snapshot's files, with the names its disk stored them under.
+#[derive(Clone, Debug)]
+struct Link {
+    dir: PathBuf,
+    names: NameRules,
+}
+
+#[derive(Clone, Debug)]
+pub struct Chain {
+    /// The snapshot's own folder first, then where its files may have moved, oldest first.
+    links: Vec<Link>,
+    /// How far a stored mtime may be from the manifest's (the disk's mtime step).
+    mtime_slack_ns: i64,
+}
+
+/// How snapshot `id`'s names are stored on the disk.
+fn rules_of(catalog: &Catalog, id: i64) -> Result<NameRules> {
+    catalog.snapshot_names(id)
+}
+
+impl Chain {
+    /// The chain of `snapshot` of `host`, whose folders live in `host_dir`.
+    pub fn new(
+        host_dir: &Path,
+        catalog: &Catalog,
+        host: &str,
+        snapshot: &SnapshotRow,
+    ) -> Result<Chain> {
+        let mut links = vec![Link {
+            dir: host_dir.join(&snapshot.name),
+            names: rules_of(catalog, snapshot.id)?,
+        }];
+        // Publication order (id), never names: names are wall-clock stamps. Unpublished
+        // rows count too: a run's folder has its final name a moment before the catalog
+        // says so.
+        let mut later: Vec<SnapshotRow> = catalog
+            .snapshots(Some(host))?
+            .into_iter()
+            .filter(|s| s.id > snapshot.id)
+            .collect();
+        later.sort_by_key(|s| s.id);
+        let mut reached_newest = true;
+        for s in later {
+            // Only a copy-with-history run takes files out of the snapshot before it.
+            if catalog.snapshot_strategy(s.id)?.as_deref() != Some(Strategy::History.name()) {
+                reached_newest = false;
+                break;
+            }
+            links.push(Link {
+                dir: host_dir.join(&s.name),
+                names: rules_of(catalog, s.id)?,
+            });
+        }
+        if reached_newest {
+            // A run in progress or interrupted may have taken files from the newest; it uses
+            // the disk's current rules.
+            let current = catalog.name_rules()?;
+            for dir in crate::job::staging_folders(host_dir) {
+                links.push(Link {
+                    dir,
+                    names: current.clone(),
+                });
+            }
+        }
+        let mtime_slack_ns = catalog
+            .probe()?
+            .map(|f| f.mtime_step_ns)
+            .unwrap_or(2_000_000_000)
+            .clamp(1, i64::MAX as u64) as i64;
+        Ok(Chain {
+            links,
+            mtime_slack_ns,
+        })
+    }
+
+    /// The snapshot's own folder, for messages.
+    pub fn dir(&self) -> &Path {
+        &self.links[0].dir
+    }
+
+    /// Open the stored file of manifest entry `e` (a regular file) for reading.
+    pub fn open(&self, e: &Entry) -> io::Result<File> {
+        let mut last = io::Error::from(io::ErrorKind::NotFound);
+        for (i, link) in self.links.iter().enumerate() {
+            let stored = stored_path(&link.names, &e.path);
+            let f = match open_below(&link.dir, Path::new(std::ffi::OsStr::from_bytes(&stored))) {
+                Ok(f) => f,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    last = err;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if i == 0 || self.is_version_of(&f, e)? {
+                return Ok(f);
+            }
+            // A later snapshot's own version of the path (it changed there): not this one.
+            last = io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "only other versions are stored (first in {})",
+                    link.dir.display()
+                ),
+            );
+        }
+        Err(last)
+    }
+
+    fn is_version_of(&self, f: &File, e: &Entry) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let md = f.metadata()?;
+        let mtime = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
+        Ok(md.len() == e.size && (mtime - e.mtime_ns as i128).abs() <= self.mtime_slack_ns as i128)
+    }
+}
+
+/// Open a stored file for reading: every folder on the way and the file itself are opened
+/// with O_NOFOLLOW, so a symlink anywhere (planted or recorded) is never followed out of
+/// the store.
+pub fn open_below(snapshot_dir: &Path, rel: &Path) -> io::Result<File> {
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = openat(CWD, snapshot_dir, dir_flags, Mode::empty())?;
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::other("unexpected path component"));
+        };
+        let last = i + 1 == parts.len();
+        let flags = if last {
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK
+        } else {
+            dir_flags
+        };
+        dir = openat(&dir, *name, flags, Mode::empty())?;
+    }
+    let f = File::from(dir);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
