@@ -321,7 +321,7 @@ impl Catalog {
                 Ok(Damage {
                     host: r.get(0)?,
                     snapshot: r.get(1)?,
-                    path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(2)?).into_owned(),
+                    path: format!("/{}", String::from_utf8_lossy(&r.get::<_, Vec<u8>>(2)?)),
                     problem: r.get(3)?,
                     expected: r.get(4)?,
                     found: r.get(5)?,

@@ -292,7 +292,13 @@ fn run(
                 match linked {
                     Linked::Yes | Linked::Copied => {
                         stats.linked += 1;
-                        hashes[i] = prev_hash[i];
+                        // Unhashed only when the previous snapshot predates hashes: read it
+                        // once, so every snapshot from now on is hashed.
+                        hashes[i] = prev_hash[i].or_else(|| {
+                            crate::verify::hash::hash_file(&stage.path(e), &mut vec![0u8; 1 << 16])
+                                .ok()
+                                .map(|(h, _)| h)
+                        });
                     }
                     Linked::No => to_fetch.push(i),
                 }

@@ -7,6 +7,7 @@
 
 pub mod hash;
 pub mod schedule;
+pub mod status;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
