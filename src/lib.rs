@@ -24,6 +24,7 @@ pub mod source;
 pub mod storage;
 pub mod store;
 pub mod strategy;
+pub mod verify;
 pub mod web;
 
 pub use error::{Error, Result};

@@ -15,6 +15,8 @@ mod web;
 pub use dest::StrategyInfo;
 mod schema;
 mod snapshot_names;
+mod verify;
+pub use verify::{Damage, HashedFile, VerifyRun};
 pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
 pub use web::RunDetail;
@@ -102,6 +104,10 @@ impl Catalog {
                 .and_then(|_| tx.commit())
                 .map_err(err_at(&self.path, "creating schema"))?;
         }
+        // Content hashes and verify results: tables of their own, added to older catalogs.
+        self.conn
+            .execute_batch(verify::TABLES)
+            .map_err(err_at(&self.path, "adding content-hash tables"))?;
         Ok(())
     }
 

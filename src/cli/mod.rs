@@ -18,6 +18,7 @@ mod image;
 mod passwd;
 mod probe;
 mod status;
+mod verify;
 pub use backup::backup_with_progress;
 
 #[derive(Parser, Debug)]
@@ -109,6 +110,18 @@ pub enum Command {
         /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Read stored files again and compare them with the content hashes (BLAKE3) recorded
+    /// at backup time. Exit code 1 when anything is damaged (missing, differs, unreadable).
+    Verify {
+        /// Only this host.
+        host: Option<String>,
+        /// Only this snapshot of the host (name, unique prefix, or `latest`).
+        snapshot: Option<String>,
+        /// Read only this share of the files, those checked longest ago first (e.g. 5%):
+        /// repeated runs go round the whole store.
+        #[arg(long, value_name = "N%")]
+        sample: Option<String>,
     },
     /// Try snapnest without SSH: back up a sample folder into ./snapnest-data.
     Quickstart {
@@ -262,6 +275,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 r.symlinks
             );
             Ok(0)
+        }
+        Command::Verify {
+            host,
+            snapshot,
+            sample,
+        } => {
+            let config = load_config(&args)?;
+            verify::verify(
+                &config,
+                host.as_deref(),
+                snapshot.as_deref(),
+                sample.as_deref(),
+            )
         }
         Command::Quickstart { dir } => crate::quickstart::run(dir),
         Command::Passwd => passwd::passwd(),

@@ -86,6 +86,18 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
     let catalog = Storage::open(&config.storage)
         .and_then(|s| s.catalog())
         .ok();
+    let verify = crate::verify::status::VerifyStatus::read(
+        catalog.as_ref(),
+        st.as_ref().and_then(|s| s.verifying.as_ref()),
+    );
+    println!(
+        "verify: {}{}",
+        if verify.damaged() { "DAMAGE FOUND: " } else { "" },
+        verify.line(when)
+    );
+    for line in verify.damage_lines().iter().take(10) {
+        println!("  damaged: {line}");
+    }
     println!(
         "{:<16} {:<10} {:<26} {:<18} NOTE",
         "HOST", "STATE", "LAST GOOD", "NEXT DUE"

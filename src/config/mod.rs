@@ -5,6 +5,7 @@ mod automation;
 pub mod rate;
 mod raw;
 pub mod rules;
+pub mod verify;
 pub mod web;
 
 use std::collections::HashSet;
@@ -37,6 +38,8 @@ pub struct Config {
     pub hosts: Vec<Host>,
     /// The status web page; None without a `[web]` table.
     pub web: Option<Web>,
+    /// `[verify]`: the daemon's nightly slice of `snapnest verify`.
+    pub verify: verify::Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +248,7 @@ impl Validator<'_> {
             daemon,
             hosts,
             web: self.web(raw.web)?,
+            verify: self.verify(raw.verify)?,
         })
     }
 

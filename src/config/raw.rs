@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub host: Vec<Spanned<RawHost>>,
     pub daemon: Option<Spanned<RawDaemon>>,
     pub web: Option<Spanned<super::web::RawWeb>>,
+    pub verify: Option<Spanned<super::verify::RawVerify>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -153,7 +153,7 @@ fn remove_tree(root: &Path) -> io::Result<()> {
 
 /// Deleting a big hard-linked tree is slow; at idle priority it never slows a backup. The
 /// calling thread's I/O class and nice value are restored on drop.
-struct IdlePriority {
+pub(crate) struct IdlePriority {
     io: libc::c_long,
     nice: libc::c_int,
 }
@@ -161,7 +161,7 @@ struct IdlePriority {
 const IOPRIO_WHO_PROCESS: libc::c_int = 1;
 
 impl IdlePriority {
-    fn enter() -> IdlePriority {
+    pub(crate) fn enter() -> IdlePriority {
         const IOPRIO_CLASS_IDLE: libc::c_long = 3;
         const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
         // who = 0: the calling thread (Linux applies both calls per thread).

@@ -23,6 +23,9 @@ pub struct DaemonStatus {
     pub deleting: usize,
     /// Why the daemon is not starting anything, when it says so itself.
     pub note: Option<String>,
+    /// A scheduled verify in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifying: Option<crate::verify::schedule::Verifying>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

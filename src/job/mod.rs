@@ -192,6 +192,20 @@ fn run(
             Ok(())
         })?;
     }
+    // Content hashes of the previous snapshot: an unchanged, shared file keeps its hash.
+    let mut prev_hash: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
+    if let Some(prev) = &prev {
+        let mut i = 0;
+        catalog.for_each_hash(prev.id, |path, hash| {
+            while i < entries.len() && entries[i].path.as_slice() < path {
+                i += 1;
+            }
+            if i < entries.len() && entries[i].path == path && unchanged[i] {
+                prev_hash[i] = Some(hash);
+            }
+        })?;
+    }
+    let mut hashes: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
 
     let (staging, resuming) = active.staging(host_dir, prev_root.as_deref())?;
@@ -269,6 +283,12 @@ fn run(
                 let trusted = active.strategy != Strategy::Btrfs || unchanged[i];
                 if resuming && trusted && stage.complete(e) {
                     stats.resumed += 1;
+                    // Written by the interrupted run: read it once to learn its hash.
+                    hashes[i] = prev_hash[i].or_else(|| {
+                        crate::verify::hash::hash_file(&stage.path(e), &mut vec![0u8; 1 << 16])
+                            .ok()
+                            .map(|(h, _)| h)
+                    });
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
@@ -278,8 +298,16 @@ fn run(
                     _ => Linked::No,
                 };
                 match linked {
-                    Linked::Yes => stats.linked += 1,
-                    Linked::Copied => stats.linked += 1,
+                    Linked::Yes | Linked::Copied => {
+                        stats.linked += 1;
+                        // Unhashed only when the previous snapshot predates hashes: read it
+                        // once, so every snapshot from now on is hashed.
+                        hashes[i] = prev_hash[i].or_else(|| {
+                            crate::verify::hash::hash_file(&stage.path(e), &mut vec![0u8; 1 << 16])
+                                .ok()
+                                .map(|(h, _)| h)
+                        });
+                    }
                     Linked::No => to_fetch.push(i),
                 }
             }
@@ -304,6 +332,7 @@ fn run(
         let mut buf = vec![0u8; 1 << 20];
         let problems = &mut report.problems;
         let local = matches!(source, Source::Local(_));
+        let hashes = &mut hashes;
         let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
             let i = to_fetch[k];
             let e = &entries[i];
@@ -333,8 +362,13 @@ fn run(
                             .bytes_done
                             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     };
-                    let shown = match stage.write(e, reader, &mut buf, &mut on_chunk) {
-                        Ok(n) => n,
+                    // Hashed as written: what verify later expects to read back.
+                    let mut reader = crate::verify::hash::HashingReader::new(reader);
+                    let shown = match stage.write(e, &mut reader, &mut buf, &mut on_chunk) {
+                        Ok(n) => {
+                            hashes[i] = Some(reader.finish());
+                            n
+                        }
                         Err(CopyError::Read(err)) if local => {
                             // A bad sector or an I/O error on a share: this file, not the run.
                             problems.push(problem(e, "reading", err.to_string(), Severity::Error));
@@ -456,10 +490,14 @@ fn run(
     // Filtered in place, as the listing is the largest thing in memory.
     let mut manifest = entries;
     let mut manifest_dirty = Vec::with_capacity(manifest.len());
+    let mut manifest_hashes: Vec<(usize, [u8; 32])> = Vec::new();
     let mut i = 0;
     manifest.retain(|e| {
         let keep = stored[i] || e.kind.is_special();
         if keep {
+            if let (Kind::File, Some(h)) = (e.kind, hashes[i]) {
+                manifest_hashes.push((manifest_dirty.len(), h));
+            }
             let stats = &mut report.stats;
             if !e.kind.is_special() {
                 stats.entries += 1;
@@ -504,6 +542,12 @@ fn run(
     )?;
     catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     catalog.set_snapshot_names(snapshot_id, &stage.keep.names)?;
+    catalog.set_hashes(
+        snapshot_id,
+        manifest_hashes
+            .iter()
+            .map(|(k, h)| (manifest[*k].path.as_slice(), h)),
+    )?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;

@@ -57,6 +57,7 @@ impl From<RunDetail> for RunJson {
 struct StatusJson<'a> {
     daemon: Option<&'a DaemonStatus>,
     hosts: Vec<HostJson<'a>>,
+    verify: crate::verify::status::VerifyStatus,
 }
 
 fn last_run(src: &Sources, host: &str) -> Option<RunDetail> {
@@ -92,11 +93,19 @@ pub fn status(config: &Config) -> Response {
     let body = StatusJson {
         daemon: src.status.as_ref(),
         hosts,
+        verify: verify_status(&src),
     };
     match serde_json::to_string_pretty(&body) {
         Ok(s) => Response::new(200, "application/json", s).with("Cache-Control", "no-store"),
         Err(e) => Response::text(500, format!("{e}\n")),
     }
+}
+
+fn verify_status(src: &Sources) -> crate::verify::status::VerifyStatus {
+    crate::verify::status::VerifyStatus::read(
+        src.catalog.as_ref(),
+        src.status.as_ref().and_then(|s| s.verifying.as_ref()),
+    )
 }
 
 pub fn metrics(config: &Config) -> Response {
@@ -193,6 +202,41 @@ pub fn metrics(config: &Config) -> Response {
         "1 when the host has no good backup within its stale_after.",
         "gauge",
         &late,
+    );
+    let v = verify_status(&src);
+    if let Some(r) = &v.last {
+        let one = |x: f64| [(String::new(), x)];
+        let end = r.finished_ms.unwrap_or(r.started_ms) as f64 / 1000.0;
+        metric(
+            "verify_last_run_timestamp_seconds",
+            "End of the newest verify run.",
+            "gauge",
+            &one(end),
+        );
+        metric(
+            "verify_files_checked",
+            "Files read by that run.",
+            "gauge",
+            &one(r.checked as f64),
+        );
+        metric(
+            "verify_files_damaged",
+            "Files that run found missing, different or unreadable.",
+            "gauge",
+            &one(r.damaged as f64),
+        );
+        metric(
+            "verify_files_not_hashed",
+            "Files in its scope without a recorded hash (older snapshots).",
+            "gauge",
+            &one(r.not_hashed as f64),
+        );
+    }
+    metric(
+        "verify_running",
+        "1 while a scheduled verify runs.",
+        "gauge",
+        &[(String::new(), v.running.is_some() as u8 as f64)],
     );
     match src.status.as_ref().map(|s| &s.disk) {
         Some(Disk::Ready { total, free }) => {

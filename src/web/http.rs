@@ -131,7 +131,15 @@ pub enum ReadError {
 
 /// Read one request, within `limits`.
 pub fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Request, ReadError> {
-    let deadline = Instant::now() + limits.request_time;
+    read_request_by(stream, limits, Instant::now() + limits.request_time)
+}
+
+/// Read one request that must be complete by `deadline`.
+pub fn read_request_by(
+    stream: &mut TcpStream,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Request, ReadError> {
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     let head_end = loop {

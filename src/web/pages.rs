@@ -116,6 +116,8 @@ struct Dashboard {
     deleting: usize,
     note: Option<String>,
     errors: Vec<(String, String, String)>,
+    verify: String,
+    verify_damage: Vec<String>,
 }
 
 pub fn disk_line(status: Option<&DaemonStatus>) -> String {
@@ -216,6 +218,10 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
             }
         })
         .collect();
+    let verify = crate::verify::status::VerifyStatus::read(
+        src.catalog.as_ref(),
+        src.status.as_ref().and_then(|s| s.verifying.as_ref()),
+    );
     let mut c = Chrome::new("machines", who);
     if any_running {
         c.refresh = 3;
@@ -230,6 +236,8 @@ pub fn dashboard(config: &Config, who: &Who, message: Option<String>) -> Respons
         deleting: src.status.as_ref().map_or(0, |s| s.deleting),
         note: src.status.as_ref().and_then(|s| s.note.clone()),
         errors,
+        verify: verify.line(view::date),
+        verify_damage: verify.damage_lines(),
     };
     render(&page)
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::http::{read_request, ReadError, Response};
+use super::http::{read_request_by, ReadError, Response};
 use super::App;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -71,7 +71,10 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Other(format!("web page: {e}")))?;
-    let (tx, rx) = sync_channel::<TcpStream>(pool.backlog);
+    // With the moment of accept: a connection's time to send its request runs while it
+    // waits for a worker, so slow clients queued behind slow clients (slowloris) cannot hold
+    // the workers wave after wave.
+    let (tx, rx) = sync_channel::<(TcpStream, Instant)>(pool.backlog);
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..pool.workers {
         let rx = rx.clone();
@@ -81,7 +84,7 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
             .spawn(move || loop {
                 let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                 match next {
-                    Ok(stream) => serve(&app, stream),
+                    Ok((stream, accepted)) => serve(&app, stream, accepted),
                     Err(_) => return,
                 }
             })
@@ -104,9 +107,9 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
                 };
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_write_timeout(Some(write_stall));
-                match tx.try_send(stream) {
+                match tx.try_send((stream, Instant::now())) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(mut s)) => {
+                    Err(TrySendError::Full((mut s, _))) => {
                         let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
                         let _ = s.write_all(
                             b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n",
@@ -127,8 +130,9 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
 }
 
 /// One connection: one request, one response, close.
-fn serve(app: &App, mut stream: TcpStream) {
-    let resp = match read_request(&mut stream, &app.limits) {
+fn serve(app: &App, mut stream: TcpStream, accepted: Instant) {
+    let deadline = accepted + app.limits.request_time;
+    let resp = match read_request_by(&mut stream, &app.limits, deadline) {
         Ok(req) => {
             let head = req.method == "HEAD";
             let resp = super::routes::route(app, &req);

@@ -116,6 +116,8 @@ pub struct Daemon {
     note: Option<String>,
     /// Who holds the storage's writer lock when we wanted it (a manual backup, another daemon).
     storage_busy: Option<String>,
+    /// The scheduled `[verify]` slice.
+    verify: crate::verify::schedule::Nightly,
 }
 
 impl Daemon {
@@ -143,6 +145,7 @@ impl Daemon {
             last_written: None,
             note: None,
             storage_busy: None,
+            verify: crate::verify::schedule::Nightly::new(Utc::now().timestamp_millis()),
         };
         d.sync_slots();
         d
@@ -234,6 +237,8 @@ impl Daemon {
         self.start_due(&states);
         self.check_space();
         self.alert_stale(now);
+        self.verify
+            .tick(&self.config.verify, self.storage.as_ref(), now);
         if self.running_hosts().is_empty() && self.deleter.pending() == 0 {
             self.lease = None;
         }

@@ -59,6 +59,7 @@ impl Daemon {
             hosts,
             deleting: self.deleter.pending(),
             note: note.or_else(|| self.note.clone()),
+            verifying: self.verify.status(),
         };
         if self.last_written.as_ref() == Some(&status) {
             return;
