@@ -40,15 +40,23 @@ def _write(path, data, mtime, mode=0o644):
 
 
 def small_size(rng):
-    """Mixed small sizes: 10% < 64 B, 55% < 4 KiB, 30% < 16 KiB, 5% < 256 KiB."""
+    """Small files as in the issue's reference tree: 10% < 64 B, 60% < 4 KiB, 30% < 16 KiB."""
     r = rng.random()
     if r < 0.10:
         return rng.randrange(0, 64)
-    if r < 0.65:
+    if r < 0.70:
         return rng.randrange(64, 4096)
-    if r < 0.95:
-        return rng.randrange(4096, 16384)
-    return rng.randrange(16384, 262144)
+    return rng.randrange(4096, 16385)
+
+
+def doc_size(rng):
+    """Home-folder documents: mostly small, 5% up to 256 KiB, 3% of 1-5 MiB."""
+    r = rng.random()
+    if r < 0.92:
+        return small_size(rng)
+    if r < 0.97:
+        return rng.randrange(16384, 262144)
+    return rng.randrange(1, 6) * MIB
 
 
 def make_small(root, files, seed, per_dir=25):
@@ -130,7 +138,7 @@ def make_home(root, seed, repos=6, repo_files=400, docs=3000):
     for i in range(docs):
         d = rng.choice(["Documents/letters", "Documents/taxes 2025", "Pictures/été", "Music",
                         ".config/app", ".local/share/app", ".cache/thumbs"])
-        size = small_size(rng) if rng.random() < 0.97 else rng.randrange(1, 6) * MIB
+        size = doc_size(rng)
         _write(os.path.join(root, d, f"{rng.choice(words)} {i:05d}.bin"), pool.take(size),
                BASE_TIME + rng.randrange(0, 86400 * 300))
     for r in range(repos):
