@@ -78,7 +78,7 @@ class Sshd:
     """OpenSSH server on 127.0.0.1, own keys, root login by key only, LogLevel DEBUG1 so the
     negotiated cipher of each connection can be read from its log."""
 
-    def __init__(self, work):
+    def __init__(self, work, ciphers=None):
         self.dir = os.path.join(work, "ssh")
         os.makedirs(self.dir, mode=0o700)
         d = self.dir
@@ -105,7 +105,7 @@ KbdInteractiveAuthentication no
 Subsystem sftp internal-sftp
 LogLevel DEBUG1
 MaxStartups 100
-Ciphers chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr
+Ciphers {ciphers or "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr"}
 """)
         with open(os.path.join(d, "known_hosts"), "w") as f:
             pub = open(os.path.join(d, "host_key.pub")).read().split()
