@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Where does a snapnest run spend its time? Profile one scenario on a seeded tree.
 
-    sudo bench/profile.py [initial|no-change|churn|large-churn] [strace|perf|phases]
+    sudo bench/profile.py [initial|no-change|churn|large-churn] [strace|perf|phases|massif]
 
 Builds the small tree (SMALL_FILES, default 100000) or, for large-churn, LARGE_COUNT large
 files (LARGE_SCALE), starts the private sshd, runs the scenarios before the one asked for
 unmeasured, then the asked one under `strace -c -f` (system calls by count and time), `perf
 record -g` (report printed, top entries) or `phases` (snapnest's own progress phases with
-times, from SNAPNEST_LOG=debug). Not a test, not run by CI."""
+times, from strace marks) or `massif` (valgrind heap profile). Not a test, not run by CI."""
 
 import os
 import subprocess
@@ -95,10 +95,18 @@ def main():
                                   "--percent-limit", "1.5", "-g", "none"],
                                  capture_output=True, text=True).stdout
             print(out[:12000])
+        elif how == "massif":
+            out = os.path.join(w, "massif.out")
+            subprocess.run(["valgrind", "--tool=massif", "--pages-as-heap=no",
+                            f"--massif-out-file={out}", *cmd], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            text = subprocess.run(["ms_print", out], capture_output=True, text=True).stdout
+            open(os.environ.get("MASSIF_TEXT", os.path.join(w, "massif.txt")), "w").write(text)
+            print(text[:3000])
         else:
             trace = os.path.join(w, "phases.txt")
             subprocess.run(["strace", "-f", "-ttt", "-T", "-o", trace, "-e",
-                            "trace=connect,linkat,openat,syncfs,rename,renameat2,exit_group",
+                            os.environ.get("TRACE", "trace=connect,linkat,openat,syncfs,rename,renameat2,exit_group"),
                             *cmd], check=True, stdout=subprocess.DEVNULL)
             phases(trace, t0)
         print(f"wall {time.monotonic() - t0:.2f} s ({how}, {wanted})")
