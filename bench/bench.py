@@ -7,7 +7,7 @@
 Knobs (environment): SEED=20261129, SMALL_FILES=100000, LARGE_COUNT=20, LARGE_SCALE=1.0
 (large sizes times this), HOME_MIX=1, REPS=3, SCALING="10000" (file counts of the scaling run;
 100k comes from the main run), SCALE_1M=1 (adds 1,000,000), RSNAPSHOT=1 (adds rsnapshot if
-installed), WORK=/var/tmp (where the temp folder goes), KEEP=1 (keep it), CLEAN_LOGIN=1
+installed), SNAPNEST_BIN (use this binary, no build), WORK=/var/tmp (where the temp folder goes), KEEP=1 (keep it), CLEAN_LOGIN=1
 (hide root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is
 paid once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
 
@@ -265,8 +265,11 @@ def main():
     args = ap.parse_args()
     in_private_netns()
     k = knobs()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    snapnest = os.path.join(ROOT, "target", "release", "snapnest")
+    snapnest = os.environ.get("SNAPNEST_BIN")
+    if not snapnest:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+        snapnest = os.path.join(target, "release", "snapnest")
     w = tempfile.mkdtemp(prefix="snapnest-bench.", dir=os.environ.get("WORK", "/var/tmp"))
     os.makedirs(os.path.join(w, "log"))
     sshd = None
@@ -288,19 +291,26 @@ def main():
         sshd = rig.Sshd(w)
         print(f"== sshd 127.0.0.1:{sshd.port}, remote CPU via {sshd.cgroup.kind}", flush=True)
         results, problems = {}, []
+
+        def write_report(done):
+            """After every rep: a run stopped early still leaves the medians of what it did."""
+            env = report.environment(ROOT, snapnest, sshd, dict(k, reps_done=done), shape)
+            md = report.markdown(env, dict(k, reps=done), results, problems)
+            if args.out:
+                with open(args.out, "w") as f:
+                    f.write(md)
+                with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+                    json.dump({"env": env, "knobs": k, "results": results,
+                               "problems": problems}, f, indent=1, default=str)
+            return md
+
+        # The scaling run first: short, and its numbers do not need the medians.
+        scaling(k, w, sshd, snapnest, results)
         for rep in range(1, k["reps"] + 1):
             run_rep(rep, k, w, sshd, snapnest, sources, results, problems)
-        scaling(k, w, sshd, snapnest, results)
-        env = report.environment(ROOT, snapnest, sshd, k, shape)
-        md = report.markdown(env, k, results, problems)
+            md = write_report(rep)
         print()
         print(md)
-        with open(os.path.join(w, "results.json"), "w") as f:
-            json.dump({"env": env, "knobs": k, "results": results, "problems": problems}, f,
-                      indent=1, default=str)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(md)
         return 1 if problems else 0
     finally:
         if sshd:
