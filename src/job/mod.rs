@@ -162,7 +162,9 @@ fn run(
     }
     report.problems.extend(listing.problems);
     let mut entries = listing.entries;
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    // In place: a stable sort allocates a scratch copy of the listing (8 MB of a 28 MB heap
+    // peak at 100,000 files, bench/profile.py massif). Equal paths are the same record.
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|a, b| a.path == b.path);
     let entries = keep_well_formed(entries, &mut report.problems);
     let (mut entries, excluded) = host.rules.filter(entries, &host.folder_paths());
