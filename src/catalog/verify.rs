@@ -49,6 +49,10 @@ pub struct HashedFile {
     pub snapshot_id: i64,
     pub path: Vec<u8>,
     pub hash: [u8; 32],
+    /// The manifest's size and mtime: a copy found in a later snapshot of a copy-with-history
+    /// chain counts only if it is this version.
+    pub size: u64,
+    pub mtime_ns: i64,
 }
 
 /// A verify run as recorded.
@@ -152,8 +156,10 @@ impl Catalog {
             .collect::<Vec<_>>()
             .join(",");
         let sql = format!(
-            "SELECT snapshot_id, path, hash FROM file_hashes WHERE snapshot_id IN ({ids}) \
-             ORDER BY verified_ms IS NOT NULL, verified_ms, snapshot_id, path LIMIT ?1"
+            "SELECT h.snapshot_id, h.path, h.hash, e.size, e.mtime_ns FROM file_hashes h \
+             JOIN entries e ON e.snapshot_id = h.snapshot_id AND e.path = h.path \
+             WHERE h.snapshot_id IN ({ids}) \
+             ORDER BY h.verified_ms IS NOT NULL, h.verified_ms, h.snapshot_id, h.path LIMIT ?1"
         );
         let mut st = self
             .conn
@@ -166,17 +172,22 @@ impl Catalog {
                     r.get::<_, i64>(0)?,
                     r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })
             .map_err(self.err("reading content hashes"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (snapshot_id, path, hash) = row.map_err(self.err("reading content hashes"))?;
+            let (snapshot_id, path, hash, size, mtime_ns) =
+                row.map_err(self.err("reading content hashes"))?;
             if let Some(hash) = to_hash(hash) {
                 out.push(HashedFile {
                     snapshot_id,
                     path,
                     hash,
+                    size: size as u64,
+                    mtime_ns,
                 });
             }
         }

@@ -285,6 +285,11 @@ impl Locator {
         let at = self.chain.dir().join(std::ffi::OsStr::from_bytes(&e.path));
         self.chain.open(e).map_err(|err| Error::io(at, "opening", err))
     }
+
+    /// As `open`, with the bare I/O error (NotFound: no copy of this version is stored).
+    pub fn open_io(&self, e: &Entry) -> std::io::Result<std::fs::File> {
+        self.chain.open(e)
+    }
 }
 
 /// Before a snapshot folder is removed: a copy-with-history snapshot hands the files that

@@ -33,7 +33,11 @@ impl Read for HashingReader<'_> {
 
 /// Hash a stored file, never following a symlink; with its length.
 pub fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
-    let mut f = crate::job::stage::open_nofollow(path)?;
+    hash_open(crate::job::stage::open_nofollow(path)?, buf)
+}
+
+/// Hash an open file from its current offset to the end; with the length read.
+pub fn hash_open(mut f: std::fs::File, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     loop {

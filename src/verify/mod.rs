@@ -21,7 +21,7 @@ use crate::catalog::{Catalog, Damage, VerifyRun};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::strategy::Locator;
-use hash::{hash_file, hex};
+use hash::{hash_open, hex};
 
 /// Which snapshots to verify.
 #[derive(Clone, Debug, Default)]
@@ -159,17 +159,29 @@ pub fn verify(
             break;
         }
         let (host, name, loc) = &locators[&f.snapshot_id];
-        let path = loc.find(&f.path);
-        let found = match std::fs::symlink_metadata(&path) {
+        let entry = crate::model::Entry {
+            path: f.path.clone(),
+            kind: crate::model::Kind::File,
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            target: None,
+        };
+        let opened = loc
+            .open_io(&entry)
+            .and_then(|file| file.metadata().map(|md| (file, md)));
+        let found = match opened {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing,
             Err(e) => Found::Unreadable(e.to_string()),
-            Ok(md) if !md.is_file() => Found::Unreadable("not a regular file".into()),
-            Ok(md) => {
+            Ok((_, md)) if !md.is_file() => Found::Unreadable("not a regular file".into()),
+            Ok((file, md)) => {
                 let key = (md.dev(), md.ino());
                 let got = match seen.get(&key) {
                     Some(r) => r.clone(),
                     None => {
-                        let r = hash_file(&path, &mut buf).map_err(|e| e.to_string());
+                        let r = hash_open(file, &mut buf).map_err(|e| e.to_string());
                         if let Ok((_, n)) = &r {
                             progress.bytes.fetch_add(*n, Ordering::Relaxed);
                             run.bytes += n;
