@@ -21,6 +21,8 @@ pub struct RawWeb {
     pub password_hash: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
     pub public_read: Option<Spanned<bool>>,
+    pub hostnames: Option<Spanned<Vec<String>>>,
+    pub min_download_rate: Option<Spanned<String>>,
 }
 
 /// The checked `[web]` table.
@@ -34,7 +36,15 @@ pub struct Web {
     /// Status pages, `/api/status` and `/metrics` readable without login; browsing and
     /// downloading backed-up files and actions still need it.
     pub public_read: bool,
+    /// Names the box is reached by besides IP literals and `localhost` (the Host check).
+    pub hostnames: Vec<String>,
+    /// A client that takes a response slower than this (bytes/s, after the first seconds)
+    /// is dropped, so slow readers cannot hold every worker.
+    pub min_download_rate: u64,
 }
+
+/// 4 KiB/s: far below any real LAN or Wi-Fi client, far above a pinning trickle.
+pub const DEFAULT_MIN_DOWNLOAD_RATE: u64 = 4 * 1024;
 
 impl Validator<'_> {
     pub(super) fn web(&self, raw: Option<Spanned<RawWeb>>) -> Result<Option<Web>> {
@@ -83,11 +93,37 @@ impl Validator<'_> {
                 "nobody could use the page: set password_hash (from `snapnest passwd`), token, or public_read = true",
             );
         }
+        let hostnames = match &raw.hostnames {
+            None => Vec::new(),
+            Some(h) => {
+                let bad = h.get_ref().iter().find(|n| {
+                    n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                });
+                if let Some(bad) = bad {
+                    return self.err(
+                        h.span(),
+                        "web.hostnames",
+                        format!("{bad:?} is not a host name (e.g. \"backup.lan\")"),
+                    );
+                }
+                h.get_ref().clone()
+            }
+        };
+        let min_download_rate = match &raw.min_download_rate {
+            None => DEFAULT_MIN_DOWNLOAD_RATE,
+            Some(r) => super::rate::parse_rate(r.get_ref())
+                .or_else(|m| self.err(r.span(), "web.min_download_rate", m))?,
+        };
         Ok(Some(Web {
             listen,
             password_hash,
             token,
             public_read,
+            hostnames,
+            min_download_rate,
         }))
     }
 }

@@ -146,6 +146,14 @@ impl Who {
     }
 }
 
+pub enum Login {
+    /// The new session's id.
+    Ok(String),
+    Wrong,
+    /// Another password check is running.
+    Busy,
+}
+
 struct Session {
     csrf: String,
     expires: Instant,
@@ -159,14 +167,20 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Check the password; a new session id on success.
-    pub fn login(&self, hash: &PasswordHash, password: &str) -> Option<String> {
+    /// Check the password; a new session id on success. While another check runs the
+    /// answer is `Busy` at once: waiting in line would let a flood of logins hold every
+    /// web worker.
+    pub fn login(&self, hash: &PasswordHash, password: &str) -> Login {
         let ok = {
-            let _one = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
+            let _one = match self.verifying.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Login::Busy,
+            };
             hash.verify(password)
         };
         if !ok {
-            return None;
+            return Login::Wrong;
         }
         let id = random_token();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,7 +202,7 @@ impl Sessions {
                 expires: now + SESSION_LIFETIME,
             },
         );
-        Some(id)
+        Login::Ok(id)
     }
 
     pub fn logout(&self, id: &str) {
@@ -261,8 +275,10 @@ mod tests {
     fn sessions_need_the_password() {
         let s = Sessions::default();
         let h = PasswordHash::new("pw", 1000);
-        assert!(s.login(&h, "wrong").is_none());
-        let id = s.login(&h, "pw").unwrap();
+        assert!(matches!(s.login(&h, "wrong"), Login::Wrong));
+        let Login::Ok(id) = s.login(&h, "pw") else {
+            panic!("the right password")
+        };
         let who = s.get(&id).unwrap();
         assert!(who.authenticated() && who.csrf().len() == 48);
         assert!(s.get("nope").is_none());

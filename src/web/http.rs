@@ -18,6 +18,8 @@ pub struct Limits {
     pub request_time: Duration,
     /// A client that takes none of a response for this long is dropped.
     pub write_stall: Duration,
+    /// From then on a response must have gone at `[web] min_download_rate` on average.
+    pub download_grace: Duration,
 }
 
 impl Default for Limits {
@@ -27,6 +29,7 @@ impl Default for Limits {
             max_body: 16 * 1024,
             request_time: Duration::from_secs(10),
             write_stall: Duration::from_secs(60),
+            download_grace: Duration::from_secs(10),
         }
     }
 }
@@ -39,6 +42,8 @@ pub struct Request {
     pub query: String,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (login pacing).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -191,6 +196,7 @@ pub fn read_request_by(
         query,
         headers,
         body: Vec::new(),
+        peer: stream.peer_addr().ok().map(|a| a.ip()),
     };
     if req.header("transfer-encoding").is_some() {
         return Err(ReadError::Status(411, "send a Content-Length"));
@@ -296,7 +302,7 @@ impl Response {
     }
 
     /// Send it and close. `head_only` for HEAD requests.
-    pub fn write_to(self, stream: &TcpStream, head_only: bool) -> io::Result<()> {
+    pub fn write_to<W: Write>(self, stream: W, head_only: bool) -> io::Result<()> {
         let mut out = BufWriter::with_capacity(64 * 1024, stream);
         write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status))?;
         for (k, v) in &self.headers {
@@ -385,6 +391,7 @@ fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -8,6 +8,7 @@ mod api;
 pub mod auth;
 mod browse;
 mod download;
+mod guard;
 pub mod http;
 mod pages;
 mod routes;
@@ -26,6 +27,7 @@ pub struct App {
     config: RwLock<Config>,
     sessions: auth::Sessions,
     limits: http::Limits,
+    pacing: guard::Pacing,
 }
 
 impl App {
@@ -54,6 +56,7 @@ pub fn start(config: Config) -> crate::Result<Handle> {
         config: RwLock::new(config),
         sessions: auth::Sessions::default(),
         limits: http::Limits::default(),
+        pacing: guard::Pacing::default(),
     });
     server::start(web.listen, app, server::Pool::default())
 }

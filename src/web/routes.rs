@@ -110,6 +110,13 @@ pub fn route(app: &App, req: &Request) -> Response {
     let s: Vec<&[u8]> = segs.iter().map(|s| s.as_slice()).collect();
     let config = app.config();
     let web = app.web();
+    if !super::guard::host_allowed(req.header("host"), &web.hostnames) {
+        // DNS rebinding: another site's name pointed at this box. Refused before anything.
+        return Response::text(
+            403,
+            "unknown Host: open the page by the box's address, or add the name to [web] hostnames\n",
+        );
+    }
     let get = req.method == "GET" || req.method == "HEAD";
     let post = req.method == "POST";
     if !get && !post {
@@ -130,11 +137,30 @@ pub fn route(app: &App, req: &Request) -> Response {
                 return login_page(app, 403, Some("no password is configured"), next);
             };
             let pw = req.form("password").unwrap_or_default();
+            let ip = req.peer.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            if let Some(wait) = app.pacing.wait(ip) {
+                let secs = wait.as_secs() + 1;
+                return login_page(
+                    app,
+                    429,
+                    Some(&format!("too many wrong passwords: try again in {secs} s")),
+                    next,
+                )
+                .with("Retry-After", secs.to_string());
+            }
             return match app.sessions.login(hash, &pw) {
-                Some(id) => Response::redirect(&next).with("Set-Cookie", auth::cookie(&id)),
-                None => {
-                    logging::warn("web: failed login");
+                auth::Login::Ok(id) => {
+                    app.pacing.succeeded(ip);
+                    Response::redirect(&next).with("Set-Cookie", auth::cookie(&id))
+                }
+                auth::Login::Wrong => {
+                    app.pacing.failed(ip);
+                    logging::warn(format!("web: failed login from {ip}"));
                     login_page(app, 401, Some("wrong password"), next)
+                }
+                auth::Login::Busy => {
+                    login_page(app, 503, Some("busy checking another login: try again"), next)
+                        .with("Retry-After", "2")
                 }
             };
         }

@@ -92,7 +92,8 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
-    let write_stall = app.limits.write_stall;
+    // Short, so `guard::Paced` checks the rate often; it enforces the stall limit itself.
+    let write_stall = super::guard::WRITE_SLICE;
     let acceptor = std::thread::Builder::new()
         .name("web-accept".into())
         .spawn(move || {
@@ -129,6 +130,26 @@ pub fn start(listen: SocketAddr, app: Arc<App>, pool: Pool) -> Result<Handle> {
     })
 }
 
+/// Close with a reset: the megabytes the kernel still holds for a client that reads too
+/// slowly are dropped, instead of trickling out to it after the worker let go.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// One connection: one request, one response, close.
 fn serve(app: &App, mut stream: TcpStream, accepted: Instant) {
     let deadline = accepted + app.limits.request_time;
@@ -136,7 +157,19 @@ fn serve(app: &App, mut stream: TcpStream, accepted: Instant) {
         Ok(req) => {
             let head = req.method == "HEAD";
             let resp = super::routes::route(app, &req);
-            if let Err(e) = resp.write_to(&stream, head) {
+            let paced = super::guard::Paced::new(
+                &stream,
+                app.web().min_download_rate,
+                app.limits.download_grace,
+                app.limits.write_stall,
+            );
+            if let Err(e) = resp.write_to(paced, head) {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) {
+                    reset(&stream);
+                }
                 if !matches!(
                     e.kind(),
                     std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
