@@ -266,3 +266,81 @@ fn kill_9_during_backup_never_publishes_a_broken_snapshot_and_the_next_run_resum
         "no kill landed mid-run; the delays need adjusting"
     );
 }
+
+/// kill -9 of `snapnest verify`, which writes the catalog as it goes (files read, the run's
+/// result): the catalog stays sound, a killed run is never shown as the last result, and the
+/// next run completes.
+#[test]
+fn kill_9_during_verify_leaves_a_sound_catalog_and_the_next_verify_completes() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let setup = Setup::new(&local_host("box", &src), "");
+    setup.init();
+    let db = setup.storage.join(".snapnest/catalog.db");
+    // Three generations with every file changed: no hard links, every file read.
+    for g in 0..3u64 {
+        for d in 0..20 {
+            for f in 0..100 {
+                write_file(
+                    &src.join(format!("d{d}/f{f}")),
+                    format!("{g}/{d}/{f}\n").repeat(50).as_bytes(),
+                    T + g as i64,
+                );
+            }
+        }
+        setup.backup("box", 0);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let t0 = Instant::now();
+    let full = setup.snapnest(&["verify"]);
+    let span = t0.elapsed().as_millis() as u64 + 20;
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    let last_id = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT max(id) FROM verify_runs WHERE finished_ms IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let mut rng = Seeded(0xfeed);
+    let mut unfinished = 0;
+    for i in 0..iterations() {
+        let finished_before = last_id();
+        let delay = rng.next() % span;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+            .arg("--config")
+            .arg(&setup.config)
+            .args(["verify", "--sample", "50%"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        in_catalog(&db);
+        if last_id() == finished_before {
+            unfinished += 1;
+        }
+        let status = text(&setup.snapnest(&["status"]));
+        assert!(
+            status.contains("verify: last ") && !status.contains("DAMAGE"),
+            "iteration {i}: {status}"
+        );
+        let next = setup.snapnest(&["verify", "--sample", "50%"]);
+        let t = text(&next);
+        assert_eq!(
+            next.status.code(),
+            Some(0),
+            "iteration {i} (killed after {delay} ms): {t}"
+        );
+        assert!(t.contains("3000 files read"), "iteration {i}: {t}");
+    }
+    eprintln!(
+        "{} verify runs killed (within {span} ms), {unfinished} before they finished",
+        iterations()
+    );
+}

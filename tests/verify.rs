@@ -269,3 +269,40 @@ fn the_daemon_verifies_on_schedule_and_web_status_and_metrics_show_damage() {
 }
 
 use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn copy_with_history_snapshots_are_verified_where_their_files_live() {
+    let src = tempfile::tempdir().unwrap();
+    write_file(&src.path().join("same.txt"), b"unchanged\n", T);
+    write_file(&src.path().join("edit.txt"), b"one\n", T);
+    let setup = Setup::new(&local_host("box", src.path()), "");
+    let cfg = fs::read_to_string(&setup.config).unwrap();
+    fs::write(
+        &setup.config,
+        cfg.replacen("[storage]\n", "[storage]\nstrategy = \"history\"\n", 1),
+    )
+    .unwrap();
+    setup.init();
+    setup.backup("box", 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    write_file(&src.path().join("edit.txt"), b"two\n", T + 1);
+    setup.backup("box", 0);
+    let snaps = setup.snapshots("box");
+    // The older snapshot keeps only what the newer one replaced: same.txt moved on.
+    assert!(!in_snap(&snaps[0], &src.path().join("same.txt")).exists());
+    let out = setup.snapnest(&["verify"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("4 files read") && t.contains(" 0 damaged"),
+        "{t}"
+    );
+    // One copy of same.txt serves both snapshots: damage to it shows in both.
+    flip_byte(&in_snap(&snaps[1], &src.path().join("same.txt")), 0);
+    let out = setup.snapnest(&["verify"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let lines = damaged_lines(&t);
+    assert_eq!(lines.len(), 2, "{t}");
+    assert!(lines.iter().all(|l| l.contains("same.txt: differs")), "{t}");
+}

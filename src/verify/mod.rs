@@ -230,6 +230,13 @@ pub fn verify(
             },
         ));
     }
+    // A disk unplugged or swapped mid-run makes every file look missing: that is no damage.
+    if run.damaged > 0 && !Storage::open(storage.root()).is_ok_and(|s| s.id() == storage.id()) {
+        return Err(Error::Other(format!(
+            "the backup disk at {} went away during verify; nothing recorded as damaged",
+            storage.root().display()
+        )));
+    }
     catalog.mark_verified(&batch, crate::job::now_ms())?;
     run.finished_ms = Some(crate::job::now_ms());
     catalog.finish_verify(&run, &damage)?;
