@@ -7,9 +7,10 @@
 Knobs (environment): SEED=20261129, SMALL_FILES=100000, LARGE_COUNT=20, LARGE_SCALE=1.0
 (large sizes times this), HOME_MIX=1, REPS=3, SCALING="10000" (file counts of the scaling run;
 100k comes from the main run), SCALE_1M=1 (adds 1,000,000), RSNAPSHOT=1 (adds rsnapshot if
-installed), SNAPNEST_BIN (use this binary, no build), WORK=/var/tmp (where the temp folder goes), KEEP=1 (keep it), CLEAN_LOGIN=1
-(hide root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is
-paid once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
+installed), SNAPNEST_BIN (use this binary, no build), WORK=/var/tmp (the temp folder),
+KEEP=1 (keep it), SETTLE=35 (seconds of quiet after each big deletion), CLEAN_LOGIN=1 (hide
+root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is paid
+once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
 
 Runs as root: it re-executes itself in a private network namespace (`unshare --net`) so the
 loopback byte counters count only its own traffic; sshd listens on 127.0.0.1 there. Not a
