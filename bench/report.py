@@ -62,6 +62,10 @@ def ratio(a, b):
     return float("nan")
 
 
+def fmt_num(x):
+    return "-" if x != x else f"{x:.2f}"
+
+
 def fmt_ratio(x):
     return "-" if x != x else f"{x:.2f}"
 
@@ -105,7 +109,7 @@ def markdown(env, k, results, problems):
                     cells.append(fm.format(v / div))
                     cells.append(fmt_ratio(ratio(v, med(base, f))))
                 w(f"| {ds} | {sc} | {t} | " + " | ".join(cells) + " |")
-            if base:
+            if base and med(base, "sync_after") == med(base, "sync_after"):
                 w(f"| {ds} | {sc} | rsync+sync | {med(base, 'wall') + med(base, 'sync_after'):.2f} |"
                   + " |" * (2 * len(FIELDS) - 1))
     w("")
@@ -116,8 +120,8 @@ def markdown(env, k, results, problems):
     for key in sorted(x for x in results if x.startswith("limit|")):
         rows = results[key]
         mbs = f"{med(rows, 'mb_s'):.0f}" if "mb_s" in rows[0] else ""
-        w(f"| {key[6:]} | {med(rows, 'wall'):.2f} | {mbs} | {med(rows, 'cpu_box'):.2f} |"
-          f" {med(rows, 'cpu_remote'):.2f} |")
+        cells = [fmt_num(med(rows, f)) for f in ("wall", "cpu_box", "cpu_remote")]
+        w(f"| {key[6:]} | {cells[0]} | {mbs} | {cells[1]} | {cells[2]} |")
     sn_ciphers = sorted({c for key, rows in results.items() if key.endswith("|snapnest")
                          for r in rows for c in r.get("ciphers", [])})
     rs_ciphers = sorted({c for key, rows in results.items() if key.endswith("|rsync")
