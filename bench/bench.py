@@ -7,9 +7,11 @@
 Knobs (environment): SEED=20261129, SMALL_FILES=100000, LARGE_COUNT=20, LARGE_SCALE=1.0
 (large sizes times this), HOME_MIX=1, REPS=3, SCALING="10000" (file counts of the scaling run;
 100k comes from the main run), SCALE_1M=1 (adds 1,000,000), RSNAPSHOT=1 (adds rsnapshot if
-installed), SNAPNEST_BIN (use this binary, no build), WORK=/var/tmp (where the temp folder goes), KEEP=1 (keep it), CLEAN_LOGIN=1
-(hide root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is
-paid once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
+installed), SNAPNEST_BIN (use this binary, no build), RSYNC_OLD
+(a second rsync binary, e.g. 3.2.7, as its own column), WORK=/var/tmp (the temp folder),
+KEEP=1 (keep it), SETTLE=35 (seconds of quiet after each big deletion), CLEAN_LOGIN=1 (hide
+root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is paid
+once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
 
 Runs as root: it re-executes itself in a private network namespace (`unshare --net`) so the
 loopback byte counters count only its own traffic; sshd listens on 127.0.0.1 there. Not a
@@ -88,8 +90,12 @@ class Tools:
                         f'host_key = "{sshd.fingerprint}"\nfolders = ["{src}"]\n')
         subprocess.run([snapnest, "--config", self.cfg, "init"], check=True,
                        stdout=subprocess.DEVNULL)
-        self.copies = {ds: 0 for ds in sources}
-        self.names = ["snapnest", "rsync"] + (["rsnapshot"] if use_rsnapshot else [])
+        self.copies = {(t, ds): 0 for t in ("rsync", "rsync-old") for ds in sources}
+        # RSYNC_OLD: a second rsync binary (e.g. 3.2.7 unpacked from its .deb), run on both
+        # ends, in its own column.
+        self.rsync_old = os.environ.get("RSYNC_OLD")
+        self.names = (["snapnest", "rsync"] + (["rsync-old"] if self.rsync_old else [])
+                      + (["rsnapshot"] if use_rsnapshot else []))
         if use_rsnapshot:
             self.rsnap_cfg = {ds: self._rsnapshot_config(ds, src) for ds, src in sources.items()}
 
@@ -112,12 +118,14 @@ class Tools:
         src = self.sources[ds]
         if tool == "snapnest":
             return [self.snapnest, "--config", self.cfg, "backup", f"bench-{ds}"]
-        if tool == "rsync":
-            n = self.copies[ds] = self.copies[ds] + 1
-            dest = os.path.join(self.rep_dir, "rsync", ds, str(n))
+        if tool in ("rsync", "rsync-old"):
+            n = self.copies[(tool, ds)] = self.copies[(tool, ds)] + 1
+            dest = os.path.join(self.rep_dir, tool, ds, str(n))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             link = [f"--link-dest=../{n - 1}"] if n > 1 else []
-            return ["rsync", "-a", "--delete", *link, "-e", " ".join(self.sshd.ssh_cmd()),
+            binary = ["rsync"] if tool == "rsync" else [self.rsync_old,
+                                                         f"--rsync-path={self.rsync_old}"]
+            return [*binary, "-a", "--delete", *link, "-e", " ".join(self.sshd.ssh_cmd()),
                     f"root@127.0.0.1:{src}/", dest + "/"]
         return ["rsnapshot", "-c", self.rsnap_cfg[ds], "alpha"]
 
@@ -128,9 +136,9 @@ class Tools:
             d = os.path.join(self.store, f"bench-{ds}")
             snaps = sorted(os.path.join(d, n) for n in os.listdir(d) if n[:2] == "20")
             return snaps, snaps[-1] + src
-        if tool == "rsync":
-            d = os.path.join(self.rep_dir, "rsync", ds)
-            snaps = [os.path.join(d, str(i)) for i in range(1, self.copies[ds] + 1)]
+        if tool in ("rsync", "rsync-old"):
+            d = os.path.join(self.rep_dir, tool, ds)
+            snaps = [os.path.join(d, str(i)) for i in range(1, self.copies[(tool, ds)] + 1)]
             return snaps, snaps[-1]
         d = os.path.join(self.rep_dir, "rsnapshot", ds)
         snaps = sorted((os.path.join(d, n) for n in os.listdir(d) if n.startswith("alpha.")),
@@ -147,6 +155,15 @@ class Tools:
 
 def catalog_kib(store):
     return rig.du_kib([os.path.join(store, ".snapnest")])[0]
+
+
+def remove_and_settle(path):
+    """Delete a big tree, then wait before the next measured run. On ext4 without a journal
+    (this VM's root) every new inode skips the inodes deleted in the last ~30 s, reading their
+    inode table blocks: a run started right after a big deletion paid 2-3x for its creates."""
+    shutil.rmtree(path)
+    os.sync()
+    time.sleep(float(os.environ.get("SETTLE", "35")))
 
 
 def verify(label, copy, source, problems, checksum):
@@ -180,7 +197,7 @@ def run_rep(rep, k, w, sshd, snapnest, sources, results, problems):
             r["disk_kib"] = tools.disk_kib(tool, ds)
             if tool == "snapnest":
                 r["disk_kib"] += catalog_kib(tools.store) - cat0
-            if tool == "rsync":
+            if tool.startswith("rsync"):
                 r["sync_after"] = rig.timed(["sync"])
             results.setdefault(f"{ds}|{scenario}|{tool}", []).append(r)
             print(f"   {ds:6} {scenario:9} {tool:9} {r['wall']:7.2f} s  cpu {r['cpu_box']:6.2f}"
@@ -202,7 +219,7 @@ def run_rep(rep, k, w, sshd, snapnest, sources, results, problems):
                    rep == k["reps"])
     limits(rep, w, sshd, m, sources, tools, results)
     if rep < k["reps"]:
-        shutil.rmtree(rep_dir)
+        remove_and_settle(rep_dir)
 
 
 def limits(rep, w, sshd, m, sources, tools, results):
@@ -226,7 +243,7 @@ def limits(rep, w, sshd, m, sources, tools, results):
         r = m.run(f"r{rep}-tar", ["sh", "-c", " ".join(sshd.ssh_cmd()) +
                   f" root@127.0.0.1 'tar -C {src} -cf - .' | tar -C {dest} -xf -"])
         results.setdefault("limit|tar stream over ssh", []).append(r)
-        shutil.rmtree(dest)
+        remove_and_settle(dest)
         copy = os.path.join(w, "cpal-limit")
         r = m.run(f"r{rep}-cpal", ["cp", "-al", tools.snapshots("rsync", "small")[0][0], copy])
         results.setdefault("limit|cp -al", []).append(r)
@@ -256,7 +273,7 @@ def scaling(k, w, sshd, snapnest, results):
                 print(f"   {n:8} {scenario:9} {tool:9} {r['wall']:7.2f} s  rss"
                       f" {r['rss_kib'] / 1024:6.1f} MB", flush=True)
         shutil.rmtree(rep_dir)
-        shutil.rmtree(src)
+        remove_and_settle(src)
 
 
 def main():

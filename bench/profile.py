@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Where does a snapnest run spend its time? Profile one scenario on a seeded tree.
 
-    sudo bench/profile.py [initial|no-change|churn|large-churn] [strace|perf|phases|massif]
+    sudo bench/profile.py [initial|no-change|churn|large-initial|large-churn] [strace|perf|phases|massif]
 
-Builds the small tree (SMALL_FILES, default 100000) or, for large-churn, LARGE_COUNT large
+Builds the small tree (SMALL_FILES, default 100000) or, for large-*, LARGE_COUNT large
 files (LARGE_SCALE), starts the private sshd, runs the scenarios before the one asked for
 unmeasured, then the asked one under `strace -c -f` (system calls by count and time), `perf
 record -g` (report printed, top entries) or `phases` (snapnest's own progress phases with
@@ -64,7 +64,7 @@ def main():
     snapnest = os.path.join(ROOT, "target", "release", "snapnest")
     w = tempfile.mkdtemp(prefix="snapnest-profile.", dir=os.environ.get("WORK", "/var/tmp"))
     seed = os.environ.get("SEED", "20261129")
-    large = scenario == "large-churn"
+    large = scenario.startswith("large-")
     src = os.path.join(w, "src")
     if large:
         trees.make_large(src, int(os.environ.get("LARGE_COUNT", "20")),
@@ -75,7 +75,7 @@ def main():
     try:
         tools = Tools(sshd, snapnest, os.path.join(w, "rep"), {"t": src}, False)
         steps = ["initial", "no-change", "churn"]
-        wanted = "churn" if large else scenario
+        wanted = scenario[len("large-"):] if large else scenario
         for step in steps[:steps.index(wanted)]:
             subprocess.run(tools.command("snapnest", "t"), check=True, stdout=subprocess.DEVNULL)
         if wanted == "churn":

@@ -43,6 +43,8 @@ def environment(root, snapnest, sshd, k, shape):
         "load": open("/proc/loadavg").read().split()[:3],
         "rsync": _out(["rsync", "--version"]).splitlines()[0],
         "ssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip(),
+        "rsync_old": _out([os.environ["RSYNC_OLD"], "--version"]).splitlines()[0]
+        if os.environ.get("RSYNC_OLD") else "",
         "rsnapshot": _out(["dpkg-query", "-W", "-f", "${Version}", "rsnapshot"]) or "not installed",
         "snapnest": _out([snapnest, "--version"]) + ", commit " + _out(
             ["git", "rev-parse", "--short", "HEAD"], root) + (" + uncommitted src changes" if dirty else ""),
@@ -62,6 +64,10 @@ def ratio(a, b):
     return float("nan")
 
 
+def fmt_num(x):
+    return "-" if x != x else f"{x:.2f}"
+
+
 def fmt_ratio(x):
     return "-" if x != x else f"{x:.2f}"
 
@@ -73,6 +79,8 @@ def markdown(env, k, results, problems):
     w(f"- machine: {env['cpus']} CPUs, kernel {env['kernel']}, load at the end {' '.join(env['load'])}"
       " (shared with other builders: absolute times are noisy, the tools alternate so ratios are fair)")
     w(f"- **{env['rsync']}**; {env['ssh']}; rsnapshot {env['rsnapshot']}")
+    if env.get("rsync_old"):
+        w(f"- column `rsync-old`: **{env['rsync_old']}** ({os.environ.get('RSYNC_OLD')}, both ends)")
     w(f"- snapnest {env['snapnest']} (release build)")
     w(f"- seed {k['seed']}, {k['reps']} repetitions (medians shown), large-file scale {k['large_scale']}")
     for ds, s in env["shape"].items():
@@ -87,7 +95,7 @@ def markdown(env, k, results, problems):
       " included. `sync` before every run; snapnest syncfs()es inside its time, rsync never"
       " syncs (a `sync` after it is listed as 'rsync+sync').\n")
 
-    tools = ["snapnest", "rsync", "rsnapshot"]
+    tools = ["snapnest", "rsync", "rsync-old", "rsnapshot"]
     w("## Scenarios (medians; ×rsync = tool / rsync)\n")
     head = "| tree | scenario | tool | " + " | ".join(f"{h} | ×rsync" for _, h, _, _ in FIELDS) + " |"
     w(head)
@@ -105,7 +113,7 @@ def markdown(env, k, results, problems):
                     cells.append(fm.format(v / div))
                     cells.append(fmt_ratio(ratio(v, med(base, f))))
                 w(f"| {ds} | {sc} | {t} | " + " | ".join(cells) + " |")
-            if base:
+            if base and med(base, "sync_after") == med(base, "sync_after"):
                 w(f"| {ds} | {sc} | rsync+sync | {med(base, 'wall') + med(base, 'sync_after'):.2f} |"
                   + " |" * (2 * len(FIELDS) - 1))
     w("")
@@ -116,8 +124,8 @@ def markdown(env, k, results, problems):
     for key in sorted(x for x in results if x.startswith("limit|")):
         rows = results[key]
         mbs = f"{med(rows, 'mb_s'):.0f}" if "mb_s" in rows[0] else ""
-        w(f"| {key[6:]} | {med(rows, 'wall'):.2f} | {mbs} | {med(rows, 'cpu_box'):.2f} |"
-          f" {med(rows, 'cpu_remote'):.2f} |")
+        cells = [fmt_num(med(rows, f)) for f in ("wall", "cpu_box", "cpu_remote")]
+        w(f"| {key[6:]} | {cells[0]} | {mbs} | {cells[1]} | {cells[2]} |")
     sn_ciphers = sorted({c for key, rows in results.items() if key.endswith("|snapnest")
                          for r in rows for c in r.get("ciphers", [])})
     rs_ciphers = sorted({c for key, rows in results.items() if key.endswith("|rsync")
@@ -157,11 +165,19 @@ def targets(env, k, results, sn_ciphers):
         return ratio(med(results.get(f"{ds}|{sc}|snapnest", []), "wall"),
                      med(results.get(f"{ds}|{sc}|rsync", []), "wall"))
 
+    def wr_old(sc):
+        return ratio(med(results.get(f"small|{sc}|snapnest", []), "wall"),
+                     med(results.get(f"small|{sc}|rsync-old", []), "wall"))
+
     t = []
     for sc, limit in (("no-change", 0.2), ("initial", 0.35), ("churn", 0.3)):
         r = wr("small", sc)
         t.append((f"{sc}, {k['small_files']} small files: ≤ {limit}× rsync wall",
                   f"{fmt_ratio(r)}×", None if r != r else r <= limit))
+        r = wr_old(sc)
+        if r == r:
+            t.append((f"{sc}, {k['small_files']} small files: ≤ {limit}× rsync-old wall",
+                      f"{fmt_ratio(r)}×", r <= limit))
     large = results.get("large|initial|snapnest")
     if large:
         mib = env["shape"]["large"]["MiB"]
