@@ -124,7 +124,9 @@ pub fn restore(
                 // The manifest's own entry: its path as the source had it.
                 let mut stored = e.clone();
                 stored.path = [&rel[..], &e.path[base.len()..]].concat();
-                let src = locator.dir().join(std::ffi::OsStr::from_bytes(&stored.path));
+                let src = locator
+                    .dir()
+                    .join(std::ffi::OsStr::from_bytes(&stored.path));
                 let mut file = locator.open(&stored)?;
                 match stage.write(e, &mut file, &mut buf, &mut |_| {}) {
                     Ok(n) => {

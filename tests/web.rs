@@ -305,8 +305,10 @@ fn traversal_and_symlinks_never_reach_outside_the_store() {
     for path in &attempts {
         let r = raw(
             web.port,
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
         );
         assert!((400..500).contains(&r.status), "{path}: {}", r.status);
         assert!(!r.text().contains("root:"), "{path} leaked /etc/passwd");
@@ -350,7 +352,8 @@ fn range_requests_serve_the_asked_bytes() {
     assert_eq!(get("bytes=0-1,5-6").status, 200);
     let head = raw(
         web.port,
-        format!("HEAD {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n").as_bytes(),
+        format!("HEAD {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n")
+            .as_bytes(),
     );
     assert_eq!(head.header("content-length"), Some("300000"));
     assert!(head.body.is_empty());

@@ -16,9 +16,9 @@ pub use dest::StrategyInfo;
 mod schema;
 mod snapshot_names;
 mod verify;
-pub use verify::{Damage, HashedFile, VerifyRun};
 pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
+pub use verify::{Damage, HashedFile, VerifyRun};
 pub use web::RunDetail;
 
 pub struct Catalog {

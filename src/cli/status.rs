@@ -92,7 +92,11 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<i32> {
     );
     println!(
         "verify: {}{}",
-        if verify.damaged() { "DAMAGE FOUND: " } else { "" },
+        if verify.damaged() {
+            "DAMAGE FOUND: "
+        } else {
+            ""
+        },
         verify.line(when)
     );
     for line in verify.damage_lines().iter().take(10) {

@@ -529,7 +529,10 @@ impl Validator<'_> {
                 Err(e) => self.err(
                     s.span(),
                     "storage.image_size",
-                    format!("{:?}: {e} (write e.g. \"200G\" or \"500 GiB\")", s.get_ref()),
+                    format!(
+                        "{:?}: {e} (write e.g. \"200G\" or \"500 GiB\")",
+                        s.get_ref()
+                    ),
                 ),
             },
         }

@@ -105,8 +105,8 @@ pub fn delete(storage: &Storage, d: &Doomed) -> crate::Result<()> {
         // The hand-over renames reach the disk before the tree they came from goes: on a
         // disk without a journal (exFAT, FAT) a power cut could keep the removal and lose a
         // rename, and with it the only copy of a file.
-        let dir = fs::File::open(&host_dir)
-            .map_err(|e| crate::Error::io(&host_dir, "opening", e))?;
+        let dir =
+            fs::File::open(&host_dir).map_err(|e| crate::Error::io(&host_dir, "opening", e))?;
         rustix::fs::syncfs(&dir).map_err(|e| crate::Error::io(&host_dir, "syncing", e.into()))?;
         fs::rename(&visible, &hidden)
             .map_err(|e| crate::Error::io(&visible, "hiding pruned snapshot", e))?;

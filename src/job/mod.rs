@@ -180,7 +180,9 @@ fn run(
         Some(p) => Some(catalog.snapshot_names(p.id)?),
         None => None,
     };
-    let same_names = prev_names.as_ref().is_none_or(|n| *n == active.keep().names);
+    let same_names = prev_names
+        .as_ref()
+        .is_none_or(|n| *n == active.keep().names);
     if let Some(prev) = prev.as_ref().filter(|_| same_names) {
         let mut i = 0;
         catalog.for_each_entry(prev.id, None, |old, dirty| {

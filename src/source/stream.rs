@@ -145,9 +145,8 @@ impl StreamSource {
         order.sort_by(|&a, &b| files[a].path.cmp(&files[b].path));
         let sorted: Vec<&Entry> = order.iter().map(|&i| files[i]).collect();
         let files = &sorted[..];
-        let sink = &mut |index: usize, event: Fetched<'_>| {
-            sink(offset + order[index - offset], event)
-        };
+        let sink =
+            &mut |index: usize, event: Fetched<'_>| sink(offset + order[index - offset], event);
         let mut names = Vec::with_capacity(files.iter().map(|f| f.path.len() + 1).sum());
         for f in files {
             names.extend_from_slice(&f.path);

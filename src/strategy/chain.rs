@@ -32,8 +32,9 @@ struct Link {
 pub struct Chain {
     /// The snapshot's own folder first, then where its files may have moved, oldest first.
     links: Vec<Link>,
-    /// How far a stored mtime may be from the manifest's (the disk's mtime step).
-    mtime_slack_ns: i64,
+    /// How far a stored mtime may be from the manifest's (the disk's mtime step); None
+    /// where the disk does not keep the times snapnest sets.
+    mtime_slack_ns: Option<i64>,
 }
 
 /// How snapshot `id`'s names are stored on the disk.
@@ -85,11 +86,14 @@ impl Chain {
                 });
             }
         }
-        let mtime_slack_ns = catalog
-            .probe()?
-            .map(|f| f.mtime_step_ns)
-            .unwrap_or(2_000_000_000)
-            .clamp(1, i64::MAX as u64) as i64;
+        let probe = catalog.probe()?;
+        // A share that uploads after close (davfs2) hands back the server's upload time
+        // once its cache is gone, never the time snapnest set: there only size can tell.
+        let mtime_slack_ns = match &probe {
+            Some(f) if !f.durable_on_close.ok => None,
+            Some(f) => Some(f.mtime_step_ns.clamp(1, i64::MAX as u64) as i64),
+            None => Some(2_000_000_000),
+        };
         Ok(Chain {
             links,
             mtime_slack_ns,
@@ -133,7 +137,11 @@ impl Chain {
         use std::os::unix::fs::MetadataExt;
         let md = f.metadata()?;
         let mtime = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
-        Ok(md.len() == e.size && (mtime - e.mtime_ns as i128).abs() <= self.mtime_slack_ns as i128)
+        let mtime_ok = match self.mtime_slack_ns {
+            Some(slack) => (mtime - e.mtime_ns as i128).abs() <= slack as i128,
+            None => true,
+        };
+        Ok(md.len() == e.size && mtime_ok)
     }
 }
 

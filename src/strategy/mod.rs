@@ -283,7 +283,9 @@ impl Locator {
     /// Open the stored file of manifest entry `e`; the error names the snapshot's folder.
     pub fn open(&self, e: &Entry) -> Result<std::fs::File> {
         let at = self.chain.dir().join(std::ffi::OsStr::from_bytes(&e.path));
-        self.chain.open(e).map_err(|err| Error::io(at, "opening", err))
+        self.chain
+            .open(e)
+            .map_err(|err| Error::io(at, "opening", err))
     }
 
     /// As `open`, with the bare I/O error (NotFound: no copy of this version is stored).

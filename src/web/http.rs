@@ -342,7 +342,8 @@ impl Response {
             Body::Stream(f) => {
                 out.write_all(b"Transfer-Encoding: chunked\r\n\r\n")?;
                 if !head_only {
-                    let mut chunked = BufWriter::with_capacity(64 * 1024, Chunked { out: &mut out });
+                    let mut chunked =
+                        BufWriter::with_capacity(64 * 1024, Chunked { out: &mut out });
                     // On an error the last chunk is never sent: the client sees a cut body.
                     f(&mut chunked)?;
                     chunked.flush()?;

@@ -158,10 +158,13 @@ pub fn route(app: &App, req: &Request) -> Response {
                     logging::warn(format!("web: failed login from {ip}"));
                     login_page(app, 401, Some("wrong password"), next)
                 }
-                auth::Login::Busy => {
-                    login_page(app, 503, Some("busy checking another login: try again"), next)
-                        .with("Retry-After", "2")
-                }
+                auth::Login::Busy => login_page(
+                    app,
+                    503,
+                    Some("busy checking another login: try again"),
+                    next,
+                )
+                .with("Retry-After", "2"),
             };
         }
         _ => {}
