@@ -8,34 +8,10 @@ mod webutil;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use webutil::snap_url;
-
-fn set_strategy(setup: &Setup, s: &str) {
-    let text = fs::read_to_string(&setup.config).unwrap();
-    let text = if text.contains("\nstrategy = ") {
-        text.lines()
-            .map(|l| {
-                if l.starts_with("strategy = ") {
-                    format!("strategy = \"{s}\"")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        text.replace("[storage]\n", &format!("[storage]\nstrategy = \"{s}\"\n"))
-    };
-    fs::write(&setup.config, text).unwrap();
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
 
 fn restore(
     setup: &Setup,
@@ -60,49 +36,11 @@ fn restore(
 fn files_in_a_killed_history_runs_staging_folder_are_still_restored_and_served() {
     let disk = LoopDisk::ext4(96);
     let src = tempfile::tempdir().unwrap();
-    for i in 0..10 {
-        fs::write(src.path().join(format!("keep{i}")), vec![i as u8; 1 << 20]).unwrap();
-    }
-    let mut setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
-    setup.store_in(disk.path());
-    set_strategy(&setup, "history");
-    setup.init();
-    setup.backup("box", 0);
-    let first = setup.latest("box");
-    let original = tempfile::tempdir().unwrap();
-    sh(&format!(
-        "cp -a {}/. {}",
-        src.path().display(),
-        original.path().display()
-    ));
-
-    // A slow second run moves keep* out of the first snapshot, then is killed.
-    fs::write(src.path().join("big"), vec![7u8; 12 << 20]).unwrap();
-    let cfg = fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("folders = [", "bwlimit = \"2MiB/s\"\nfolders = [");
-    fs::write(&setup.config, cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
-        .arg("--config")
-        .arg(&setup.config)
-        .args(["backup", "box"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moved = in_snap(&first, src.path()).join("keep0");
-    wait_until(
-        "keep0 to be moved into staging",
-        Duration::from_secs(20),
-        || !moved.exists(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !moved.exists(),
-        "keep0 lives only in the staging folder now"
-    );
+    let KilledHistoryRun {
+        setup,
+        first,
+        original,
+    } = killed_history_run(&disk, src.path(), "schedule = \"manual\"");
 
     let first_name = name_of(&first);
     let to = setup.restore_folder("box", &first_name, src.path());

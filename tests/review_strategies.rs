@@ -11,29 +11,6 @@ use std::time::Duration;
 use common::*;
 use mounts::{Fs, Mounted};
 
-fn set_strategy(setup: &Setup, s: &str) {
-    let text = fs::read_to_string(&setup.config).unwrap();
-    let text = if text.contains("\nstrategy = ") {
-        text.lines()
-            .map(|l| {
-                if l.starts_with("strategy = ") {
-                    format!("strategy = \"{s}\"")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        text.replace("[storage]\n", &format!("[storage]\nstrategy = \"{s}\"\n"))
-    };
-    fs::write(&setup.config, text).unwrap();
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_name().unwrap().to_string_lossy().into_owned()
-}
-
 fn copy_of(src: &Path) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     sh(&format!("cp -a {}/. {}", src.display(), t.path().display()));

@@ -156,7 +156,7 @@ fn a_daemon_and_a_manual_backup_of_the_same_host_take_turns() {
         big.iter().rev().copied().collect::<Vec<u8>>(),
     )
     .unwrap();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+    let first = Command::new(env!("CARGO_BIN_EXE_snapnest"))
         .arg("--config")
         .arg(&manual)
         .args(["backup", "laptop"])

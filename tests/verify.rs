@@ -19,13 +19,13 @@ fn hex(data: &[u8]) -> String {
 
 fn flip_byte(path: &Path, at: usize) {
     let mut data = fs::read(path).unwrap();
+    let mtime = fs::metadata(path).unwrap().modified().unwrap();
     data[at] ^= 0x01;
-    // Write in place (same inode): what bit rot does to a hard-linked file.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
-        .unwrap();
+    // Write in place (same inode): what bit rot does to a hard-linked file. Rot does not
+    // touch the mtime either, so it is put back.
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::io::Write::write_all(&mut &f, &data).unwrap();
+    f.set_modified(mtime).unwrap();
 }
 
 fn damaged_lines(out: &str) -> Vec<String> {

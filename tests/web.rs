@@ -474,7 +474,13 @@ fn hostile_clients_get_4xx_and_cannot_pin_the_server() {
         "{}",
         answer.status
     );
-    assert!(t.elapsed() < Duration::from_secs(3), "answered promptly");
+    // At worst it waited in the queue until the idle ones' 10 s request deadline (counted
+    // from accept): answered, never held for as long as they stay connected.
+    assert!(
+        t.elapsed() < Duration::from_secs(11),
+        "answered within the request deadline, took {:?}",
+        t.elapsed()
+    );
     wait_until(
         "the idle connections to time out",
         Duration::from_secs(30),

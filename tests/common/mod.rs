@@ -10,10 +10,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod disk;
+pub mod history;
 pub mod keys;
 pub mod netns;
 #[allow(unused_imports)]
 pub use disk::*;
+#[allow(unused_imports)]
+pub use history::{killed_history_run, name_of, set_strategy, KilledHistoryRun};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
