@@ -108,6 +108,9 @@ impl Catalog {
         self.conn
             .execute_batch(verify::TABLES)
             .map_err(err_at(&self.path, "adding content-hash tables"))?;
+        self.conn
+            .execute_batch(snapshot_names::TABLE)
+            .map_err(err_at(&self.path, "adding the snapshot name-rules table"))?;
         Ok(())
     }
 

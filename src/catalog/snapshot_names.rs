@@ -1,7 +1,7 @@
 //! The name rules each snapshot was stored under. A re-probe may measure the disk
 //! differently (another driver for the same exFAT or NTFS disk); a snapshot's files stay
 //! where its own run put them, so reading one uses its own rules, never the current ones.
-//! A table of its own, created on first use: older catalogs need no migration.
+//! A table of its own, created when a catalog is opened: older catalogs need no migration.
 
 use rusqlite::{params, OptionalExtension};
 
@@ -9,7 +9,7 @@ use super::Catalog;
 use crate::error::Result;
 use crate::store::names::NameRules;
 
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS snapshot_names (
+pub(super) const TABLE: &str = "CREATE TABLE IF NOT EXISTS snapshot_names (
     snapshot_id INTEGER PRIMARY KEY,
     rules TEXT NOT NULL
 );";
@@ -18,7 +18,6 @@ impl Catalog {
     pub fn set_snapshot_names(&self, snapshot_id: i64, rules: &NameRules) -> Result<()> {
         let e = self.err("recording snapshot name rules");
         let json = serde_json::to_string(rules).expect("name rules serialise");
-        self.conn.execute_batch(TABLE).map_err(e)?;
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO snapshot_names(snapshot_id, rules) VALUES (?1, ?2)",
@@ -32,7 +31,6 @@ impl Catalog {
     /// were recorded, the disk's current ones (the only guess there is).
     pub fn snapshot_names(&self, snapshot_id: i64) -> Result<NameRules> {
         let e = self.err("reading snapshot name rules");
-        self.conn.execute_batch(TABLE).map_err(e)?;
         let json: Option<String> = self
             .conn
             .query_row(

@@ -240,6 +240,14 @@ fn run(
     let mut refused: HashSet<&[u8]> = HashSet::new();
     let mut folded =
         crate::store::clash::Folded::new(!active.findings.case_sensitive, stage.keep.names.clone());
+    // Files already on the disk whose hash is not known yet (resumed, or linked from a
+    // snapshot made before hashes): read once, through one buffer for the whole run.
+    let mut hash_buf = vec![0u8; 1 << 16];
+    let mut hash_stored = |p: &Path| {
+        crate::verify::hash::hash_file(p, &mut hash_buf)
+            .ok()
+            .map(|(h, _)| h)
+    };
     for (i, e) in entries.iter().enumerate() {
         if i % 4096 == 0 {
             progress.checkpoint()?;
@@ -288,11 +296,7 @@ fn run(
                 if resuming && trusted && stage.complete(e) {
                     stats.resumed += 1;
                     // Written by the interrupted run: read it once to learn its hash.
-                    hashes[i] = prev_hash[i].or_else(|| {
-                        crate::verify::hash::hash_file(&stage.path(e), &mut vec![0u8; 1 << 16])
-                            .ok()
-                            .map(|(h, _)| h)
-                    });
+                    hashes[i] = prev_hash[i].or_else(|| hash_stored(&stage.path(e)));
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
@@ -306,11 +310,7 @@ fn run(
                         stats.linked += 1;
                         // Unhashed only when the previous snapshot predates hashes: read it
                         // once, so every snapshot from now on is hashed.
-                        hashes[i] = prev_hash[i].or_else(|| {
-                            crate::verify::hash::hash_file(&stage.path(e), &mut vec![0u8; 1 << 16])
-                                .ok()
-                                .map(|(h, _)| h)
-                        });
+                        hashes[i] = prev_hash[i].or_else(|| hash_stored(&stage.path(e)));
                     }
                     Linked::No => to_fetch.push(i),
                 }

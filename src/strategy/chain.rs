@@ -37,11 +37,6 @@ pub struct Chain {
     mtime_slack_ns: Option<i64>,
 }
 
-/// How snapshot `id`'s names are stored on the disk.
-fn rules_of(catalog: &Catalog, id: i64) -> Result<NameRules> {
-    catalog.snapshot_names(id)
-}
-
 impl Chain {
     /// The chain of `snapshot` of `host`, whose folders live in `host_dir`.
     pub fn new(
@@ -52,7 +47,7 @@ impl Chain {
     ) -> Result<Chain> {
         let mut links = vec![Link {
             dir: host_dir.join(&snapshot.name),
-            names: rules_of(catalog, snapshot.id)?,
+            names: catalog.snapshot_names(snapshot.id)?,
         }];
         // Publication order (id), never names: names are wall-clock stamps. Unpublished
         // rows count too: a run's folder has its final name a moment before the catalog
@@ -72,7 +67,7 @@ impl Chain {
             }
             links.push(Link {
                 dir: host_dir.join(&s.name),
-                names: rules_of(catalog, s.id)?,
+                names: catalog.snapshot_names(s.id)?,
             });
         }
         if reached_newest {
