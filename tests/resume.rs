@@ -227,13 +227,7 @@ fn a_file_at_the_link_count_limit_is_copied_not_aborted() {
 fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes() {
     let mut sshd = Sshd::start();
     let src = tempfile::tempdir().unwrap();
-    for i in 0..30 {
-        write_file(
-            &src.path().join(format!("f{i:02}.bin")),
-            &vec![i as u8; 1_000_000],
-            1_700_000_000_000_000_000 + i,
-        );
-    }
+    thirty_megabytes(src.path());
     // 30 MB at 4 MB/s: more than every buffer between the two ends can hold.
     let s = Setup::new(
         &sshd.host_toml(
@@ -244,12 +238,7 @@ fn a_host_that_stops_answering_fails_within_the_timeout_and_the_next_run_resumes
         "",
     );
     s.init();
-    let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
-        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup(&s, "laptop");
     // Freeze once a few files are complete in the staging folder.
     let done = in_snap(Path::new(""), &src.path().join("f02.bin"));
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -6,7 +6,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::NetnsHost;
@@ -16,13 +15,7 @@ use common::*;
 fn a_pulled_cable_fails_the_run_within_its_timeout_and_the_next_run_resumes() {
     let host = NetnsHost::start();
     let src = tempfile::tempdir().unwrap();
-    for i in 0..30 {
-        write_file(
-            &src.path().join(format!("f{i:02}.bin")),
-            &vec![i as u8; 1_000_000],
-            1_700_000_000_000_000_000 + i,
-        );
-    }
+    thirty_megabytes(src.path());
     let s = Setup::new(
         &host.host_toml(
             "laptop",
@@ -32,12 +25,7 @@ fn a_pulled_cable_fails_the_run_within_its_timeout_and_the_next_run_resumes() {
         "",
     );
     s.init();
-    let child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
-        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup(&s, "laptop");
     let done = in_snap(Path::new(""), &src.path().join("f02.bin"));
     wait_until("a few files to arrive", Duration::from_secs(30), || {
         fs::read_dir(s.storage.join("laptop"))

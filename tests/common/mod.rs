@@ -570,3 +570,25 @@ pub fn recording_command(bin: &Path, name: &str) -> PathBuf {
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     record
 }
+
+/// Thirty 1 MB files `f00.bin`..`f29.bin`: with `bwlimit = "4MB/s"` a first run takes
+/// seconds, long enough to cut the network under it mid-transfer.
+pub fn thirty_megabytes(dir: &Path) {
+    for i in 0..30 {
+        write_file(
+            &dir.join(format!("f{i:02}.bin")),
+            &vec![i as u8; 1_000_000],
+            1_700_000_000_000_000_000 + i,
+        );
+    }
+}
+
+/// `snapnest backup <host>` started in the background, its output piped.
+pub fn spawn_backup(s: &Setup, host: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .args(["--config", s.config.to_str().unwrap(), "backup", host])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
