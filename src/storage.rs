@@ -15,6 +15,26 @@ const CATALOG: &str = "catalog.db";
 pub struct Storage {
     root: PathBuf,
     id: String,
+    /// The working catalog is in the state folder, the disk holds a copy (`catalog::copy`).
+    copied_catalog: bool,
+}
+
+/// The line in the marker of a disk whose catalog is a copy.
+const COPIED: &str = "catalog = \"copy\"";
+
+static STATE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The state folder of this process's config (the first one loaded), where copied catalogs'
+/// working copies live.
+pub fn use_state_dir(dir: &Path) {
+    let _ = STATE_DIR.set(dir.to_path_buf());
+}
+
+fn state_dir() -> PathBuf {
+    STATE_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/snapnest"))
 }
 
 /// What `init` found or did.
@@ -28,6 +48,12 @@ impl Storage {
     /// Prepare `root` for backups. The folder itself must already exist: an absent folder
     /// usually means an unmounted disk, and creating it would fill the wrong filesystem.
     pub fn init(root: &Path) -> Result<InitOutcome> {
+        Storage::init_with(root, false)
+    }
+
+    /// As `init`; `copied_catalog` where the disk's driver loses data written to existing
+    /// files: the catalog then works in the state folder and the disk gets whole copies.
+    pub fn init_with(root: &Path, copied_catalog: bool) -> Result<InitOutcome> {
         let meta = fs::metadata(root).map_err(|e| {
             Error::Other(format!(
                 "storage folder {} does not exist or cannot be read ({e}); snapnest never creates it \
@@ -48,15 +74,31 @@ impl Storage {
         fs::create_dir_all(&meta_dir).at(&meta_dir, "creating")?;
         let id = uuid::Uuid::new_v4().to_string();
         // Catalog first, marker last: a marker promises a usable catalog.
-        let catalog = crate::catalog::Catalog::open(&meta_dir.join(CATALOG))?;
-        catalog.set_storage_id(&id)?;
-        drop(catalog);
+        if copied_catalog {
+            let local = local_catalog(&id);
+            if let Some(parent) = local.parent() {
+                fs::create_dir_all(parent).at(parent, "creating state folder")?;
+            }
+            let mut catalog = crate::catalog::Catalog::open(&local)?;
+            catalog.set_storage_id(&id)?;
+            catalog.copy_to(&meta_dir.join(CATALOG));
+            catalog.save_copy()?;
+        } else {
+            let catalog = crate::catalog::Catalog::open(&meta_dir.join(CATALOG))?;
+            catalog.set_storage_id(&id)?;
+            drop(catalog);
+        }
         let marker = meta_dir.join(MARKER);
         let tmp = meta_dir.join("marker.tmp");
-        let text = format!(
+        let mut text = format!(
             "# snapnest storage marker: backups only run where this file is present.\nid = \"{id}\"\ncreated = \"{}\"\n",
             chrono::Local::now().to_rfc3339()
         );
+        if copied_catalog {
+            text.push_str("# catalog.db is a whole copy, replaced after each change (this disk's driver\n# loses data written to existing files).\n");
+            text.push_str(COPIED);
+            text.push('\n');
+        }
         let mut f = File::create(&tmp).at(&tmp, "creating")?;
         f.write_all(text.as_bytes()).at(&tmp, "writing")?;
         f.sync_all().at(&tmp, "syncing")?;
@@ -91,9 +133,11 @@ impl Storage {
                     marker.display()
                 ))
             })?;
+        let copied_catalog = text.lines().any(|l| l.trim() == COPIED);
         Ok(Storage {
             root: root.to_path_buf(),
             id,
+            copied_catalog,
         })
     }
 
@@ -105,13 +149,31 @@ impl Storage {
         &self.id
     }
 
+    /// The working catalog (in the state folder where the disk holds a copy).
     pub fn catalog_path(&self) -> PathBuf {
+        match self.copied_catalog {
+            true => local_catalog(&self.id),
+            false => self.disk_catalog_path(),
+        }
+    }
+
+    /// The catalog file on the disk.
+    pub fn disk_catalog_path(&self) -> PathBuf {
         self.root.join(META_DIR).join(CATALOG)
+    }
+
+    /// Whether the disk holds a copy of a working catalog kept in the state folder.
+    pub fn copied_catalog(&self) -> bool {
+        self.copied_catalog
     }
 
     /// Open the catalog and check it belongs to this disk's marker.
     pub fn catalog(&self) -> Result<crate::catalog::Catalog> {
         let path = self.catalog_path();
+        if self.copied_catalog {
+            let c = crate::catalog::copy::open(&path, &self.disk_catalog_path(), &self.id)?;
+            return self.check_id(c, &path);
+        }
         if !path.exists() {
             return Err(Error::Other(format!(
                 "catalog {} is missing although the marker is present; the disk may be damaged",
@@ -119,6 +181,14 @@ impl Storage {
             )));
         }
         let c = crate::catalog::Catalog::open(&path)?;
+        self.check_id(c, &path)
+    }
+
+    fn check_id(
+        &self,
+        c: crate::catalog::Catalog,
+        path: &Path,
+    ) -> Result<crate::catalog::Catalog> {
         match c.storage_id()? {
             Some(id) if id == self.id => Ok(c),
             other => Err(Error::Other(format!(
@@ -231,6 +301,11 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
 
 fn process_name() -> String {
     std::env::args().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// The working copy of a copied catalog: `<state_dir>/catalogs/<storage id>.db`.
+fn local_catalog(id: &str) -> PathBuf {
+    state_dir().join("catalogs").join(format!("{id}.db"))
 }
 
 /// Make a rename or create in `dir` durable.

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Outcome, Stats};
 
+pub mod copy;
 mod dest;
 mod history;
 mod web;
@@ -24,6 +25,8 @@ pub use web::RunDetail;
 pub struct Catalog {
     conn: Connection,
     path: PathBuf,
+    /// Set where the disk holds a whole-file copy of this working catalog (see `copy`).
+    copy: Option<copy::CopyBack>,
 }
 
 /// A snapshot as the catalog knows it.
@@ -74,6 +77,7 @@ impl Catalog {
         let mut c = Catalog {
             conn,
             path: path.to_path_buf(),
+            copy: None,
         };
         c.migrate()?;
         Ok(c)

@@ -77,7 +77,7 @@ pub fn init(root: &Path, wanted: &Wanted) -> anyhow::Result<i32> {
 
 /// Marker and catalog (kept when there), then the probe and choice recorded in it.
 pub fn init_recorded(root: &Path, findings: &Findings, choice: &Choice) -> anyhow::Result<i32> {
-    match Storage::init(root)? {
+    match Storage::init_with(root, !findings.appends_kept.ok)? {
         InitOutcome::Created { id } => println!("initialised {} (storage id {id})", root.display()),
         InitOutcome::AlreadyInitialised { id } => {
             println!(

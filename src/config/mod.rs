@@ -118,7 +118,9 @@ impl Config {
         let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("reading config {}: {e}", path.display())))?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        crate::storage::use_state_dir(&config.daemon.state_dir);
+        Ok(config)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<Config> {

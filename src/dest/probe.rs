@@ -33,6 +33,10 @@ impl Check {
             detail: detail.into(),
         }
     }
+    /// For probes recorded before a check existed.
+    fn assumed() -> Check {
+        Check::yes("assumed (recorded before this was probed)")
+    }
     fn from_io(r: io::Result<()>, yes: &str) -> Check {
         match r {
             Ok(()) => Check::yes(yes),
@@ -71,6 +75,10 @@ pub struct Findings {
     /// Data appended to an existing file through a new descriptor reads back (the catalog
     /// depends on it; fusefat 1.0 loses it).
     pub appends_kept: Check,
+    /// A renamed folder keeps what it holds (fusefat 1.0 loses it): else snapshots are
+    /// published by moving their files one by one.
+    #[serde(default = "Check::assumed")]
+    pub folder_renames: Check,
     pub loop_mount: Check,
     pub free_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
@@ -220,6 +228,7 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
         ),
         c => c,
     };
+    let folder_renames = folder_renames(s);
     let loop_mount = loop_mount(s, max_file_size);
     let (free_bytes, total_bytes) = space(dir);
     Ok(Findings {
@@ -243,6 +252,7 @@ fn run(dir: &Path, s: &Path) -> Result<Findings> {
         btrfs_snapshots,
         durable_on_close,
         appends_kept,
+        folder_renames,
         loop_mount,
         free_bytes,
         total_bytes,
@@ -317,6 +327,22 @@ fn appends(s: &Path) -> Result<Check> {
         )),
         Err(e) => Check::no(format!("appending to a reopened file: {e}")),
     })
+}
+
+/// Rename a folder holding a file; is the file still in it?
+fn folder_renames(s: &Path) -> Check {
+    let (a, b) = (s.join("ren-a"), s.join("ren-b"));
+    let r = (|| -> io::Result<Vec<u8>> {
+        fs::create_dir(&a)?;
+        fs::write(a.join("f"), b"kept")?;
+        fs::rename(&a, &b)?;
+        fs::read(b.join("f"))
+    })();
+    match r {
+        Ok(back) if back == b"kept" => Check::yes("a renamed folder keeps its files"),
+        Ok(_) => Check::no("a renamed folder's file reads back different"),
+        Err(e) => Check::no(format!("a renamed folder lost its file ({e})")),
+    }
 }
 
 /// Set a time with nine sub-second digits and an odd second; see what survives.
@@ -587,6 +613,7 @@ impl Findings {
             ("btrfs snapshots", c(&self.btrfs_snapshots)),
             ("stored at close", c(&self.durable_on_close)),
             ("appends kept", c(&self.appends_kept)),
+            ("folder renames", c(&self.folder_renames)),
             ("loop mount", c(&self.loop_mount)),
             (
                 "free space",

@@ -556,7 +556,7 @@ fn run(
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;
     let final_path = host_dir.join(&name);
-    fs::rename(&staging, &final_path).at(&final_path, "publishing snapshot")?;
+    active.publish_folder(&staging, &final_path)?;
     sync_dir(host_dir)?;
     active.published(&final_path)?;
     if active.findings.symlinks.ok {

@@ -27,13 +27,21 @@ pub fn new_staging_path(host_dir: &Path) -> PathBuf {
 
 /// The newest interrupted run's staging folder; older leftovers are removed.
 pub fn find_staging(host_dir: &Path) -> Result<Option<PathBuf>> {
-    let mut found: Vec<String> = fs::read_dir(host_dir)
+    let found: Vec<String> = fs::read_dir(host_dir)
         .at(host_dir, "reading host folder")?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| n.starts_with(STAGING_PREFIX))
         .collect();
+    // A publication by moves that was cut short is finished first (see `store::moves`).
+    let mut unfinished = Vec::new();
+    for n in found {
+        if !crate::store::moves::finish_interrupted(&host_dir.join(&n))? {
+            unfinished.push(n);
+        }
+    }
+    let mut found = unfinished;
     found.sort();
     if let Some(newest) = found.pop() {
         // Older leftovers only cost space; the newest holds the most work.

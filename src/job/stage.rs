@@ -27,6 +27,8 @@ pub struct Keep {
     pub names: crate::store::names::NameRules,
     /// Runs of zeros may be left as holes (the disk has sparse files).
     pub sparse: bool,
+    /// The disk's largest file: longer ones are stored in parts (`store::parts`).
+    pub split_at: Option<u64>,
 }
 
 impl Keep {
@@ -37,6 +39,7 @@ impl Keep {
             symlinks: true,
             names: crate::store::names::NameRules::none(),
             sparse: true,
+            split_at: None,
         }
     }
 }
@@ -85,6 +88,11 @@ impl Stage {
     /// Resume check: is `e` already complete in the staging folder? A file's mtime is set
     /// only after all of its content was written, so size + mtime identify finished files.
     pub fn complete(&self, e: &Entry) -> bool {
+        if self.keep.split_at.is_some() {
+            return crate::store::parts::stored_size_and_mtimes(&self.path(e)).is_some_and(
+                |(size, mtimes)| size == e.size && mtimes.iter().all(|&m| m == e.mtime_ns),
+            );
+        }
         match fs::symlink_metadata(self.path(e)) {
             Ok(md) => {
                 md.file_type().is_file()
@@ -173,23 +181,29 @@ impl Stage {
         let p = self.path(e);
         // Always a new inode: whatever an interrupted run left here may be a hard link into a
         // published snapshot, and writing into it would rewrite history.
-        let create = || {
+        let create = |p: &Path| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&p)
+                .open(p)
         };
-        let mut file = match create() {
+        if self.keep.split_at.is_some() {
+            crate::store::parts::remove_parts(&p).map_err(CopyError::Write)?;
+        }
+        let mut file = match create(&p) {
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                 remove(&p).map_err(CopyError::Write)?;
-                create()
+                create(&p)
             }
             other => other,
         }
         .map_err(CopyError::Write)?;
         let mut written = 0u64;
+        // Over the disk's largest file, the content goes on in parts: the first part is the
+        // file written so far, renamed.
+        let (mut part, mut in_part) = (0u32, 0u64);
         loop {
             let n = match content.read(buf) {
                 Ok(0) => break,
@@ -197,19 +211,44 @@ impl Stage {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(CopyError::Read(err)),
             };
-            if self.keep.sparse && is_zeros(&buf[..n]) {
-                // A hole: skipped here, so a sparse multi-GiB image costs what it holds.
-                file.seek(io::SeekFrom::Current(n as i64))
-                    .map_err(CopyError::Write)?;
-            } else {
-                file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            let mut chunk = &buf[..n];
+            while !chunk.is_empty() {
+                let room = match self.keep.split_at {
+                    Some(limit) if in_part >= limit => {
+                        use crate::store::parts::part_path;
+                        if part == 0 {
+                            fs::rename(&p, part_path(&p, 1)).map_err(CopyError::Write)?;
+                            part = 1;
+                        }
+                        if self.keep.sparse {
+                            file.set_len(in_part).map_err(CopyError::Write)?;
+                        }
+                        self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
+                        part += 1;
+                        file = create(&part_path(&p, part)).map_err(CopyError::Write)?;
+                        in_part = 0;
+                        limit
+                    }
+                    Some(limit) => limit - in_part,
+                    None => u64::MAX,
+                };
+                let (now, rest) = chunk.split_at(chunk.len().min(room as usize));
+                if self.keep.sparse && is_zeros(now) {
+                    // A hole: skipped here, so a sparse multi-GiB image costs what it holds.
+                    file.seek(io::SeekFrom::Current(now.len() as i64))
+                        .map_err(CopyError::Write)?;
+                } else {
+                    file.write_all(now).map_err(CopyError::Write)?;
+                }
+                in_part += now.len() as u64;
+                chunk = rest;
             }
             written += n as u64;
             on_chunk(n as u64);
         }
         if self.keep.sparse {
             // A trailing hole is not written either: the length makes it.
-            file.set_len(written).map_err(CopyError::Write)?;
+            file.set_len(in_part).map_err(CopyError::Write)?;
         }
         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
         Ok(written)
@@ -230,14 +269,22 @@ impl Stage {
     /// Keep a staged file out of `complete()` (its content is not trustworthy) until
     /// `finish_file_time` just before publishing, so a crash in between refetches it.
     pub fn mark_unfinished(&self, e: &Entry) -> io::Result<()> {
-        match set_times_nofollow(&self.path(e), 0) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()), // nothing was stored
-            other => other,
+        // Nothing stored: nothing to mark.
+        for p in crate::store::parts::pieces(&self.path(e)) {
+            set_times_nofollow(&p, 0)?;
         }
+        Ok(())
     }
 
     pub fn finish_file_time(&self, e: &Entry) -> io::Result<()> {
-        set_times_nofollow(&self.path(e), e.mtime_ns)
+        let pieces = crate::store::parts::pieces(&self.path(e));
+        if pieces.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        for p in pieces {
+            set_times_nofollow(&p, e.mtime_ns)?;
+        }
+        Ok(())
     }
 
     /// On a disk without symlinks, the manifest alone keeps it (restore recreates it).
@@ -301,7 +348,13 @@ impl Stage {
                     .unwrap_or(&path)
                     .as_os_str()
                     .as_bytes();
-                let listed = stored.binary_search_by(|e| e.0.as_slice().cmp(rel));
+                let mut listed = stored.binary_search_by(|e| e.0.as_slice().cmp(rel));
+                if let (Err(_), Some(base)) = (listed, crate::store::parts::base_of(rel)) {
+                    // A part of a listed file (never of a folder: `keep` checks the kind).
+                    listed = stored
+                        .binary_search_by(|e| e.0.as_slice().cmp(base))
+                        .and_then(|i| if stored[i].1 { Err(i) } else { Ok(i) });
+                }
                 let keep = match listed {
                     Ok(i) => {
                         let is_dir = item.file_type()?.is_dir();

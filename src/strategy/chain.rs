@@ -20,6 +20,7 @@ use crate::catalog::{Catalog, SnapshotRow};
 use crate::error::Result;
 use crate::model::Entry;
 use crate::store::names::{stored_path, NameRules};
+use crate::store::parts::{self, Joined};
 
 /// One folder that may hold a snapshot's files, with the names its disk stored them under.
 #[derive(Clone, Debug)]
@@ -100,12 +101,13 @@ impl Chain {
         &self.links[0].dir
     }
 
-    /// Open the stored file of manifest entry `e` (a regular file) for reading.
-    pub fn open(&self, e: &Entry) -> io::Result<File> {
+    /// Open the stored file of manifest entry `e` (a regular file) for reading: its parts
+    /// joined where it was stored in parts (`store::parts`).
+    pub fn open(&self, e: &Entry) -> io::Result<Joined> {
         let mut last = io::Error::from(io::ErrorKind::NotFound);
         for (i, link) in self.links.iter().enumerate() {
             let stored = stored_path(&link.names, &e.path);
-            let f = match open_below(&link.dir, Path::new(std::ffi::OsStr::from_bytes(&stored))) {
+            let f = match open_pieces(&link.dir, &stored) {
                 Ok(f) => f,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     last = err;
@@ -113,7 +115,9 @@ impl Chain {
                 }
                 Err(err) => return Err(err),
             };
-            if i == 0 || self.is_version_of(&f, e)? {
+            // Parts are whole only when their lengths add up (a move of parts cut short).
+            let whole = !f.is_split() || f.len() == e.size;
+            if whole && (i == 0 || self.is_version_of(&f, e)?) {
                 return Ok(f);
             }
             // A later snapshot's own version of the path (it changed there): not this one.
@@ -128,16 +132,38 @@ impl Chain {
         Err(last)
     }
 
-    fn is_version_of(&self, f: &File, e: &Entry) -> io::Result<bool> {
+    fn is_version_of(&self, f: &Joined, e: &Entry) -> io::Result<bool> {
         use std::os::unix::fs::MetadataExt;
-        let md = f.metadata()?;
+        let md = f.first().metadata()?;
         let mtime = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
         let mtime_ok = match self.mtime_slack_ns {
             Some(slack) => (mtime - e.mtime_ns as i128).abs() <= slack as i128,
             None => true,
         };
-        Ok(md.len() == e.size && mtime_ok)
+        Ok(f.len() == e.size && mtime_ok)
     }
+}
+
+/// The plain stored file at `stored` below `dir`, else its parts, opened as one.
+fn open_pieces(dir: &Path, stored: &[u8]) -> io::Result<Joined> {
+    let rel = Path::new(std::ffi::OsStr::from_bytes(stored));
+    match open_below(dir, rel) {
+        Ok(f) => return Joined::new(vec![f]),
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        Err(_) => {}
+    }
+    let mut files = Vec::new();
+    for n in 1.. {
+        match open_below(dir, &parts::part_path(rel, n)) {
+            Ok(f) => files.push(f),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => break,
+            Err(err) => return Err(err),
+        }
+    }
+    if files.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    Joined::new(files)
 }
 
 /// Open a stored file for reading: every folder on the way and the file itself are opened

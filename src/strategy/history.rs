@@ -15,21 +15,31 @@ use crate::catalog::Catalog;
 use crate::error::{IoContext, Result};
 use crate::job::stage::{Linked, Stage};
 use crate::model::{Entry, Kind};
+use crate::store::parts;
 
 /// Move the previous snapshot's copy of unchanged `e` into the staging folder.
 pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
     let stored = crate::store::names::stored_path(&stage.keep.names, &e.path);
     let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
     let to = stage.path(e);
-    match fs::symlink_metadata(&from) {
-        Ok(md) if md.is_file() => {}
+    let pieces = parts::pieces(&from);
+    if pieces.is_empty() {
         // Already moved by an interrupted run, or lost: fetch it.
-        _ => return Ok(Linked::No),
+        return Ok(Linked::No);
     }
     if fs::symlink_metadata(&to).is_ok() {
         crate::job::stage::remove(&to)?;
     }
-    match fs::rename(&from, &to) {
+    parts::remove_parts(&to)?;
+    // Parts in order: cut short, the previous folder lacks part 1 and is not read as whole.
+    let moved = pieces.iter().enumerate().try_for_each(|(i, piece)| {
+        let dest = match piece == &from {
+            true => to.clone(),
+            false => parts::part_path(&to, i as u32 + 1),
+        };
+        fs::rename(piece, dest)
+    });
+    match moved {
         Ok(()) => Ok(Linked::Yes),
         // The previous snapshot is a read-only btrfs subvolume (made by the btrfs strategy
         // before history was chosen): its files cannot move, so they are fetched again.
@@ -73,9 +83,25 @@ pub fn give_back(
         let stored = crate::store::names::stored_path(names, &e.path);
         let staged = stage.root.join(std::ffi::OsStr::from_bytes(&stored));
         let home = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
-        if fs::symlink_metadata(&home).is_err()
-            && fs::symlink_metadata(&staged).is_ok_and(|m| m.is_file())
-        {
+        // The plain file, or each part the home folder lacks (a move of parts cut short).
+        let mut pieces: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+        if fs::symlink_metadata(&staged).is_ok_and(|m| m.is_file()) {
+            pieces.push((staged.clone(), home.clone()));
+        } else {
+            for n in 1.. {
+                let p = parts::part_path(&staged, n);
+                let h = parts::part_path(&home, n);
+                if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    pieces.push((p, h));
+                } else if fs::symlink_metadata(&h).is_err() {
+                    break;
+                }
+            }
+        }
+        for (staged, home) in pieces {
+            if fs::symlink_metadata(&home).is_ok() {
+                continue;
+            }
             if let Some(parent) = home.parent() {
                 fs::create_dir_all(parent).at(parent, "recreating folder in previous snapshot")?;
             }
@@ -109,6 +135,28 @@ fn real_folders_up_to(root: &Path, rel: &Path) -> bool {
 /// Deleting snapshot `doomed`: each file in it that `older` lacks moves there (older
 /// snapshots found it through `doomed`, and will find it there first).
 pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
+    // A file stored in parts moves whole or not at all: its first part decides for all,
+    // and a later part follows when its first part already went (a merge cut short).
+    let lacks = |r: &Path| -> bool {
+        let name = r.as_os_str().as_bytes();
+        let Some(base) = parts::base_of(name) else {
+            return fs::symlink_metadata(older.join(r)).is_err()
+                && parts::pieces(&older.join(r)).is_empty();
+        };
+        let base = Path::new(std::ffi::OsStr::from_bytes(base));
+        let (first_here, first_there) = (
+            parts::part_path(&doomed.join(base), 1),
+            parts::part_path(&older.join(base), 1),
+        );
+        let free = |p: &Path| fs::symlink_metadata(p).is_err();
+        free(&older.join(r))
+            && free(&older.join(base))
+            && if name.ends_with(b"%part001") {
+                free(&first_there)
+            } else {
+                free(&first_here) || !free(&first_there)
+            }
+    };
     let mut stack = vec![std::path::PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = doomed.join(&rel);
@@ -123,15 +171,26 @@ pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
             let ft = item.file_type().at(item.path(), "reading")?;
             if ft.is_dir() {
                 stack.push(r);
-            } else if ft.is_file()
-                && fs::symlink_metadata(older.join(&r)).is_err()
-                && real_folders_up_to(older, &r)
-            {
+            } else if ft.is_file() && lacks(&r) && real_folders_up_to(older, &r) {
                 let to = older.join(&r);
                 if let Some(parent) = to.parent() {
                     fs::create_dir_all(parent).at(parent, "creating folder")?;
                 }
                 fs::rename(item.path(), &to).at(&to, "handing a file to the older snapshot")?;
+                if let Some(base) = parts::base_of(r.as_os_str().as_bytes()) {
+                    // The rest of its parts go with it, whatever order the folder lists.
+                    let base = Path::new(std::ffi::OsStr::from_bytes(base));
+                    for n in 2.. {
+                        let from = parts::part_path(&doomed.join(base), n);
+                        if fs::symlink_metadata(&from).is_err() {
+                            break;
+                        }
+                        let to = parts::part_path(&older.join(base), n);
+                        if fs::symlink_metadata(&to).is_err() {
+                            fs::rename(&from, &to).at(&to, "handing a part to the older snapshot")?;
+                        }
+                    }
+                }
             }
         }
     }

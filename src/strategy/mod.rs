@@ -125,20 +125,22 @@ pub struct Choice {
 /// Pick a strategy: the first that fits (btrfs, hard links, history), or the named one if
 /// it fits; a named one that cannot work is refused with the probe's reason.
 pub fn choose(f: &Findings, wanted: &Wanted) -> Result<Choice> {
-    if !f.appends_kept.ok {
-        return Err(Error::Other(format!(
-            "{} ({}) cannot hold snapnest's catalog: this filesystem driver loses data written to existing files ({}). Use another disk, or mount this one with the kernel's driver",
-            f.path.display(),
-            f.filesystem,
-            f.appends_kept.detail
-        )));
-    }
     let mut reasons = Vec::new();
+    if !f.appends_kept.ok {
+        reasons.push(format!(
+            "the catalog works in the state folder and a whole copy replaces the disk's after each change: this driver loses data written to existing files ({})",
+            f.appends_kept.detail
+        ));
+    }
+    let with = |mut r: Vec<String>, why: String| {
+        r.push(why);
+        r
+    };
     match wanted {
         Wanted::Named(s) => match s.fits(f) {
             Ok(why) => Ok(Choice {
                 strategy: *s,
-                reasons: vec![format!("named in the config; {why}")],
+                reasons: with(reasons, format!("named in the config; {why}")),
             }),
             Err(why) => Err(Error::Other(format!(
                 "strategy {:?} cannot work on {} ({}): {why}",
@@ -225,6 +227,7 @@ impl Active {
             symlinks: self.findings.symlinks.ok,
             names: NameRules::from_refused(&self.findings.refused_bytes),
             sparse: self.findings.sparse_files.ok,
+            split_at: self.findings.max_file_size,
         }
     }
 
@@ -247,6 +250,17 @@ impl Active {
             Strategy::Btrfs if stage.complete(e) => Ok(Linked::Yes),
             Strategy::Btrfs => stage.clone_from(prev_root, e),
             Strategy::History => history::take(stage, prev_root, e),
+        }
+    }
+
+    /// Give the staging folder its final name: a rename, or on a disk whose renamed folders
+    /// lose their files (fusefat), a move of each file into a new folder.
+    pub fn publish_folder(&self, staging: &Path, final_path: &Path) -> Result<()> {
+        if self.findings.folder_renames.ok || self.strategy == Strategy::Btrfs {
+            std::fs::rename(staging, final_path)
+                .map_err(|e| Error::io(final_path, "publishing snapshot", e))
+        } else {
+            crate::store::moves::publish_by_moves(staging, final_path)
         }
     }
 
@@ -281,7 +295,7 @@ impl Locator {
     }
 
     /// Open the stored file of manifest entry `e`; the error names the snapshot's folder.
-    pub fn open(&self, e: &Entry) -> Result<std::fs::File> {
+    pub fn open(&self, e: &Entry) -> Result<crate::store::parts::Joined> {
         let at = self.chain.dir().join(std::ffi::OsStr::from_bytes(&e.path));
         self.chain
             .open(e)
@@ -289,7 +303,7 @@ impl Locator {
     }
 
     /// As `open`, with the bare I/O error (NotFound: no copy of this version is stored).
-    pub fn open_io(&self, e: &Entry) -> std::io::Result<std::fs::File> {
+    pub fn open_io(&self, e: &Entry) -> std::io::Result<crate::store::parts::Joined> {
         self.chain.open(e)
     }
 }
@@ -360,6 +374,7 @@ mod tests {
             btrfs_snapshots: c(btrfs),
             durable_on_close: c(true),
             appends_kept: c(true),
+            folder_renames: c(true),
             loop_mount: c(true),
             free_bytes: None,
             total_bytes: None,
@@ -401,11 +416,14 @@ mod tests {
     }
 
     #[test]
-    fn a_disk_that_loses_appends_is_refused_whatever_is_named() {
-        let mut f = disk(true, false, false);
+    fn a_disk_that_loses_appends_gets_a_copied_catalog() {
+        let mut f = disk(false, false, false);
         f.appends_kept.ok = false;
-        assert!(choose(&f, &Wanted::Auto).is_err());
-        assert!(choose(&f, &Wanted::Named(Strategy::History)).is_err());
+        let c = choose(&f, &Wanted::Auto).unwrap();
+        assert_eq!(c.strategy, Strategy::History);
+        assert!(c.reasons[0].contains("whole copy"), "{:?}", c.reasons);
+        let c = choose(&f, &Wanted::Named(Strategy::History)).unwrap();
+        assert!(c.reasons[0].contains("whole copy"), "{:?}", c.reasons);
     }
 
     #[test]

@@ -33,11 +33,18 @@ impl Read for HashingReader<'_> {
 
 /// Hash a stored file, never following a symlink; with its length.
 pub fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
-    hash_open(crate::job::stage::open_nofollow(path)?, buf)
+    let files = crate::store::parts::pieces(path)
+        .iter()
+        .map(|p| crate::job::stage::open_nofollow(p))
+        .collect::<io::Result<Vec<_>>>()?;
+    if files.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    hash_open(crate::store::parts::Joined::new(files)?, buf)
 }
 
 /// Hash an open file from its current offset to the end; with the length read.
-pub fn hash_open(mut f: std::fs::File, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
+pub fn hash_open(mut f: impl Read, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     loop {

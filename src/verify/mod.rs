@@ -171,7 +171,7 @@ pub fn verify(
         };
         let opened = loc
             .open_io(&entry)
-            .and_then(|file| file.metadata().map(|md| (file, md)));
+            .and_then(|file| file.first().metadata().map(|md| (file, md)));
         let found = match opened {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing,
             Err(e) => Found::Unreadable(e.to_string()),

@@ -2,7 +2,6 @@
 //! source had them); only manifest paths are ever opened, and opening walks the snapshot
 //! folder one component at a time without following any symlink.
 
-use std::fs::File;
 use std::path::Path;
 
 use askama::Template;
@@ -43,7 +42,7 @@ impl Stored {
     }
 
     /// Open the stored file of manifest entry `e` for reading. Never follows a symlink.
-    pub fn open(&self, e: &Entry) -> std::io::Result<File> {
+    pub fn open(&self, e: &Entry) -> std::io::Result<crate::store::parts::Joined> {
         self.chain.open(e)
     }
 }

@@ -2,7 +2,6 @@
 //! capped in size and in time, bodies only come with a small Content-Length, and every
 //! response closes the connection (so one idle browser never pins a worker).
 
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -260,7 +259,7 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of `file` from `start`.
     File {
-        file: File,
+        file: crate::store::parts::Joined,
         start: u64,
         len: u64,
     },
