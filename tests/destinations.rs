@@ -435,10 +435,10 @@ fn exfat_copy_with_history_escaped_names() {
 }
 
 /// fusefat (the only FAT32 driver on a kernel without vfat, as here) loses data appended to
-/// a reopened file, so SQLite's catalog would be corrupted: the probe finds that and init
-/// refuses with the reason instead of writing anything.
+/// a reopened file and the files of a renamed folder: the probe finds both, and the disk
+/// gets copy-with-history with the catalog copied whole (tests/destinations_fat32.rs).
 #[test]
-fn fat32_through_fusefat_is_probed_and_refused() {
+fn fat32_through_fusefat_is_probed() {
     let Some(m) = mount(Fs::Fat32, 64) else {
         return;
     };
@@ -453,28 +453,17 @@ fn fat32_through_fusefat_is_probed_and_refused() {
     assert_eq!(v["max_file_size"].as_u64(), Some((4 << 30) - 1), "{what}");
     assert!(!ok(&v, "sparse_files"), "{what}");
     assert!(!ok(&v, "appends_kept"), "{what}");
+    assert!(!ok(&v, "folder_renames"), "{what}");
+    assert_eq!(v["strategy"]["name"].as_str(), Some("history"), "{what}");
     assert!(
-        v["strategy"]["refused"]
+        v["strategy"]["reasons"][0]
             .as_str()
             .unwrap()
-            .contains("cannot hold snapnest's catalog"),
+            .contains("a whole copy replaces the disk's"),
         "{what}"
     );
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!("[storage]\npath = \"{}\"\n", m.mnt.display()),
-    )
-    .unwrap();
-    let out = snapnest(&config, &["init"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("loses data written to existing files"), "{t}");
-    assert!(
-        !m.mnt.join(".snapnest").exists(),
-        "nothing written when refused"
-    );
+    let names: Vec<_> = fs::read_dir(&m.mnt).unwrap().collect();
+    assert!(names.is_empty(), "probe left {names:?} behind");
 }
 
 #[test]

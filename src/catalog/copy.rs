@@ -195,6 +195,7 @@ impl Catalog {
         fs::rename(&tmp, &disk).at(&disk, "replacing the catalog copy")?;
         if let Some(dir) = disk.parent() {
             crate::storage::sync_dir(dir)?;
+            remove_leftovers(dir);
         }
         let total = self.conn.total_changes();
         if let Some(copy) = &mut self.copy {
@@ -214,14 +215,18 @@ impl Drop for Catalog {
     }
 }
 
-/// Leftover temp copies of killed saves (never the copy itself).
-pub fn remove_leftovers(meta_dir: &Path) {
+/// Temp copies left by saves that were killed (their process is gone); never the copy
+/// itself, nor a save in progress.
+fn remove_leftovers(meta_dir: &Path) {
     for item in fs::read_dir(meta_dir).into_iter().flatten().flatten() {
-        if item
-            .file_name()
-            .to_string_lossy()
-            .starts_with("catalog.db.tmp-")
-        {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("catalog.db.tmp-") else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .map_or(true, |p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
             let _ = fs::remove_file(item.path());
         }
     }

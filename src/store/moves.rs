@@ -42,6 +42,32 @@ pub fn finish_interrupted(staging: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Rename a file and give it its mtime back: fusefat stamps a renamed file with the time
+/// of the rename.
+pub fn rename_keeping_mtime(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::symlink_metadata(from)?;
+    fs::rename(from, to)?;
+    if !md.is_file() {
+        return Ok(());
+    }
+    let ts = rustix::fs::Timespec {
+        tv_sec: md.mtime(),
+        tv_nsec: md.mtime_nsec() as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        to,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
 fn move_all(staging: &Path, final_path: &Path) -> Result<()> {
     match fs::create_dir(final_path) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -72,7 +98,7 @@ fn move_all(staging: &Path, final_path: &Path) -> Result<()> {
                 }
                 folders.push(r);
             } else {
-                fs::rename(item.path(), &to).at(&to, "moving into the snapshot")?;
+                rename_keeping_mtime(&item.path(), &to).at(&to, "moving into the snapshot")?;
             }
         }
     }

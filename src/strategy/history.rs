@@ -15,6 +15,7 @@ use crate::catalog::Catalog;
 use crate::error::{IoContext, Result};
 use crate::job::stage::{Linked, Stage};
 use crate::model::{Entry, Kind};
+use crate::store::moves::rename_keeping_mtime;
 use crate::store::parts;
 
 /// Move the previous snapshot's copy of unchanged `e` into the staging folder.
@@ -37,7 +38,7 @@ pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
             true => to.clone(),
             false => parts::part_path(&to, i as u32 + 1),
         };
-        fs::rename(piece, dest)
+        rename_keeping_mtime(piece, &dest)
     });
     match moved {
         Ok(()) => Ok(Linked::Yes),
@@ -105,7 +106,7 @@ pub fn give_back(
             if let Some(parent) = home.parent() {
                 fs::create_dir_all(parent).at(parent, "recreating folder in previous snapshot")?;
             }
-            fs::rename(&staged, &home).at(&home, "moving back into previous snapshot")?;
+            rename_keeping_mtime(&staged, &home).at(&home, "moving back into previous snapshot")?;
             moved += 1;
         }
     }
@@ -176,7 +177,8 @@ pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
                 if let Some(parent) = to.parent() {
                     fs::create_dir_all(parent).at(parent, "creating folder")?;
                 }
-                fs::rename(item.path(), &to).at(&to, "handing a file to the older snapshot")?;
+                rename_keeping_mtime(&item.path(), &to)
+                    .at(&to, "handing a file to the older snapshot")?;
                 if let Some(base) = parts::base_of(r.as_os_str().as_bytes()) {
                     // The rest of its parts go with it, whatever order the folder lists.
                     let base = Path::new(std::ffi::OsStr::from_bytes(base));
@@ -187,7 +189,8 @@ pub fn merge_into(doomed: &Path, older: &Path) -> Result<()> {
                         }
                         let to = parts::part_path(&older.join(base), n);
                         if fs::symlink_metadata(&to).is_err() {
-                            fs::rename(&from, &to).at(&to, "handing a part to the older snapshot")?;
+                            rename_keeping_mtime(&from, &to)
+                                .at(&to, "handing a part to the older snapshot")?;
                         }
                     }
                 }
