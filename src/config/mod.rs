@@ -57,6 +57,8 @@ pub struct Host {
     pub automation: Automation,
     /// The storage's `[storage] strategy`, carried to each run.
     pub strategy: crate::strategy::Wanted,
+    /// `[storage] split_at`: files larger are stored in parts, carried to each run.
+    pub split_at: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -187,6 +189,14 @@ impl Validator<'_> {
         let storage_span = storage.span();
         let storage = storage.into_inner();
         let image_size = storage.image_size.clone();
+        let split_at = match &storage.split_at {
+            None => None,
+            Some(s) => match s.get_ref().parse::<bytesize::ByteSize>() {
+                Ok(b) if b.as_u64() >= 1 << 20 => Some(b.as_u64()),
+                Ok(_) => return self.err(s.span(), "storage.split_at", "must be at least 1 MiB"),
+                Err(e) => return self.err(s.span(), "storage.split_at", e),
+            },
+        };
         let min_free = self.min_free(storage.min_free)?;
         let strategy = match &storage.strategy {
             None => crate::strategy::Wanted::Auto,
@@ -232,6 +242,7 @@ impl Validator<'_> {
             let span = host.span();
             let mut host = self.host(i, span.clone(), host.into_inner(), &defaults)?;
             host.strategy = strategy.clone();
+            host.split_at = split_at;
             if !names.insert(host.name.clone()) {
                 return self.err(
                     span,
@@ -493,6 +504,7 @@ impl Validator<'_> {
             timeout,
             automation,
             strategy: crate::strategy::Wanted::Auto,
+            split_at: None,
         })
     }
 

@@ -37,6 +37,8 @@ pub struct RawStorage {
     pub strategy: Option<Spanned<String>>,
     /// With strategy = "image": the image's size, e.g. "200G".
     pub image_size: Option<Spanned<String>>,
+    /// Files larger than this are stored in parts (the disk's own limit applies anyway).
+    pub split_at: Option<Spanned<String>>,
 }
 
 /// Keys of a `[[host]]` table; `[defaults]` takes the same keys except `name`.

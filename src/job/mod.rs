@@ -216,7 +216,7 @@ fn run(
     let stage = Stage {
         root: staging.clone(),
         preserve_owner: preserve_owner && active.findings.owner_kept.ok,
-        keep: active.keep(),
+        keep: active.keep().split_at_most(host.split_at),
     };
     // Whatever the strategy is now: the interrupted run may have been a copy-with-history run
     // (the strategy changed, or a re-probe chose another), whose staging folder holds files

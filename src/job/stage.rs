@@ -32,6 +32,15 @@ pub struct Keep {
 }
 
 impl Keep {
+    /// Split files over `limit` too (the config's `split_at`), not only over the disk's.
+    pub fn split_at_most(mut self, limit: Option<u64>) -> Keep {
+        self.split_at = match (self.split_at, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self
+    }
+
     /// An ordinary Linux filesystem: everything, names as given.
     pub fn all() -> Keep {
         Keep {
@@ -108,6 +117,9 @@ impl Stage {
         let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
         let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
         let to = self.path(e);
+        if self.keep.split_at.is_some() && fs::symlink_metadata(&from).is_err() {
+            return self.link_parts(&from, &to);
+        }
         let mut attempt = fs::hard_link(&from, &to);
         if matches!(&attempt, Err(err) if err.kind() == io::ErrorKind::AlreadyExists) {
             remove(&to)?;
@@ -137,6 +149,27 @@ impl Stage {
             }
             Err(_) => Ok(Linked::No),
         }
+    }
+
+    /// Hard-link each part of a file stored in parts (no copy at the link limit: refetched).
+    fn link_parts(&self, from: &Path, to: &Path) -> io::Result<Linked> {
+        let pieces = crate::store::parts::pieces(from);
+        if pieces.is_empty() {
+            return Ok(Linked::No);
+        }
+        remove(to)?;
+        crate::store::parts::remove_parts(to)?;
+        for n in 1..=pieces.len() as u32 {
+            let part = crate::store::parts::part_path(to, n);
+            if let Err(err) = fs::hard_link(crate::store::parts::part_path(from, n), &part) {
+                crate::store::parts::remove_parts(to)?;
+                return match err.raw_os_error() {
+                    Some(libc::ENOSPC) | Some(libc::EIO) => Err(err),
+                    _ => Ok(Linked::No),
+                };
+            }
+        }
+        Ok(Linked::Yes)
     }
 
     /// Reflink the previous snapshot's copy of `e` (FICLONE): a full copy in name, sharing
@@ -189,21 +222,31 @@ impl Stage {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(p)
         };
-        if self.keep.split_at.is_some() {
-            crate::store::parts::remove_parts(&p).map_err(CopyError::Write)?;
-        }
-        let mut file = match create(&p) {
+        use crate::store::parts::part_path;
+        // Over the disk's largest file, the content goes into parts from the start.
+        let mut part = match self.keep.split_at {
+            Some(limit) => {
+                crate::store::parts::remove_parts(&p).map_err(CopyError::Write)?;
+                u32::from(e.size > limit)
+            }
+            None => 0,
+        };
+        let first = if part == 1 {
+            remove(&p).map_err(CopyError::Write)?;
+            part_path(&p, 1)
+        } else {
+            p.clone()
+        };
+        let mut file = match create(&first) {
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                remove(&p).map_err(CopyError::Write)?;
-                create(&p)
+                remove(&first).map_err(CopyError::Write)?;
+                create(&first)
             }
             other => other,
         }
         .map_err(CopyError::Write)?;
         let mut written = 0u64;
-        // Over the disk's largest file, the content goes on in parts: the first part is the
-        // file written so far, renamed.
-        let (mut part, mut in_part) = (0u32, 0u64);
+        let mut in_part = 0u64;
         loop {
             let n = match content.read(buf) {
                 Ok(0) => break,
@@ -215,17 +258,21 @@ impl Stage {
             while !chunk.is_empty() {
                 let room = match self.keep.split_at {
                     Some(limit) if in_part >= limit => {
-                        use crate::store::parts::part_path;
-                        if part == 0 {
-                            fs::rename(&p, part_path(&p, 1)).map_err(CopyError::Write)?;
-                            part = 1;
-                        }
                         if self.keep.sparse {
                             file.set_len(in_part).map_err(CopyError::Write)?;
                         }
                         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
+                        let next = create(&part_path(&p, part.max(1) + 1))
+                            .map_err(CopyError::Write)?;
+                        // Closed before any rename: fusefat loses a file renamed while open.
+                        drop(std::mem::replace(&mut file, next));
+                        if part == 0 {
+                            // The file grew past the limit while it was read.
+                            crate::store::moves::rename_keeping_mtime(&p, &part_path(&p, 1))
+                                .map_err(CopyError::Write)?;
+                            part = 1;
+                        }
                         part += 1;
-                        file = create(&part_path(&p, part)).map_err(CopyError::Write)?;
                         in_part = 0;
                         limit
                     }

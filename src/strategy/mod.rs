@@ -227,7 +227,11 @@ impl Active {
             symlinks: self.findings.symlinks.ok,
             names: NameRules::from_refused(&self.findings.refused_bytes),
             sparse: self.findings.sparse_files.ok,
-            split_at: self.findings.max_file_size,
+            // Whole MiB parts (FAT32: 4,095 MiB), just under the disk's largest file.
+            split_at: self.findings.max_file_size.map(|max| match max >> 20 {
+                0 => max,
+                mib => mib << 20,
+            }),
         }
     }
 
