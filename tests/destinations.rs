@@ -450,7 +450,8 @@ fn fat32_through_fusefat_is_probed() {
     );
     assert_eq!(v["mtime_step_ns"].as_u64(), Some(2_000_000_000), "{what}");
     assert_eq!(v["case_sensitive"].as_bool(), Some(false), "{what}");
-    assert_eq!(v["max_file_size"].as_u64(), Some((4 << 30) - 1), "{what}");
+    // fusefat refuses to write past 2 GiB (FAT32 itself holds 4 GiB − 1).
+    assert_eq!(v["max_file_size"].as_u64(), Some(1 << 31), "{what}");
     assert!(!ok(&v, "sparse_files"), "{what}");
     assert!(!ok(&v, "appends_kept"), "{what}");
     assert!(!ok(&v, "folder_renames"), "{what}");

@@ -235,4 +235,31 @@ mod merge_tests {
             "real hand-over still works"
         );
     }
+
+    #[test]
+    fn parts_are_handed_over_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (doomed, older) = (dir.path().join("B"), dir.path().join("A"));
+        fs::create_dir_all(&doomed).unwrap();
+        fs::create_dir_all(&older).unwrap();
+        let part = |d: &Path, name: &str, n: u32| parts::part_path(&d.join(name), n);
+        // Older lacks `f` in every form: all its parts move.
+        for n in 1..=3 {
+            fs::write(part(&doomed, "f", n), format!("f{n}")).unwrap();
+        }
+        // Older has its own plain `g`: none of the doomed one's parts go there.
+        fs::write(older.join("g"), "own g").unwrap();
+        fs::write(part(&doomed, "g", 1), "g1").unwrap();
+        fs::write(part(&doomed, "g", 2), "g2").unwrap();
+        // A hand-over cut short: part 1 of `h` already moved, part 2 follows.
+        fs::write(part(&older, "h", 1), "h1").unwrap();
+        fs::write(part(&doomed, "h", 2), "h2").unwrap();
+        merge_into(&doomed, &older).unwrap();
+        for n in 1..=3 {
+            assert_eq!(fs::read_to_string(part(&older, "f", n)).unwrap(), format!("f{n}"));
+        }
+        assert!(!part(&older, "g", 1).exists() && !part(&older, "g", 2).exists());
+        assert_eq!(fs::read_to_string(older.join("g")).unwrap(), "own g");
+        assert_eq!(fs::read_to_string(part(&older, "h", 2)).unwrap(), "h2");
+    }
 }
