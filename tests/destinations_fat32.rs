@@ -272,6 +272,7 @@ fn fat32_splits_a_file_over_4_gib_into_parts_and_joins_them_on_restore() {
             f.seek(SeekFrom::Start(at)).unwrap();
             f.write_all(what).unwrap();
         }
+        f.set_len(4 * GIB + 1).unwrap();
     }
     set_mtime(&huge, 1_700_000_500_000_000_000);
     let store = m.mnt.join("store");
