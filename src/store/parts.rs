@@ -205,4 +205,66 @@ mod tests {
         remove_parts(&base).unwrap();
         assert!(pieces(&base).is_empty());
     }
+
+    #[test]
+    fn a_stage_writes_parts_over_the_limit_also_when_the_file_grew() {
+        use crate::job::stage::{Keep, Stage};
+        use crate::model::{Entry, Kind};
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Stage {
+            root: dir.path().to_path_buf(),
+            preserve_owner: false,
+            keep: Keep {
+                sparse: false,
+                ..Keep::all()
+            }
+            .split_at_most(Some(10)),
+        };
+        let entry = |name: &str, size: u64| Entry {
+            path: name.as_bytes().to_vec(),
+            kind: Kind::File,
+            size,
+            mtime_ns: 1_700_000_000_000_000_000,
+            mode: 0o640,
+            uid: 0,
+            gid: 0,
+            target: None,
+        };
+        let content: Vec<u8> = (0..25u8).collect();
+        let sizes = |name: &str| -> Vec<u64> {
+            pieces(&dir.path().join(name))
+                .iter()
+                .map(|p| fs::metadata(p).unwrap().len())
+                .collect()
+        };
+        let mut buf = vec![0u8; 4];
+        for (name, listed, len) in [("exact", 10, 10), ("big", 25, 25), ("grew", 5, 25)] {
+            let e = entry(name, listed);
+            let mut from = &content[..len];
+            assert!(stage.write(&e, &mut from, &mut buf, &mut |_| {}).is_ok());
+            let e = Entry {
+                size: len as u64,
+                ..e
+            };
+            assert!(stage.complete(&e), "{name} complete");
+            let mut back = Vec::new();
+            let files = pieces(&dir.path().join(name))
+                .iter()
+                .map(|p| File::open(p).unwrap())
+                .collect();
+            Joined::new(files).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, &content[..len], "{name}");
+        }
+        assert_eq!(sizes("exact"), vec![10], "the limit itself is not split");
+        assert!(dir.path().join("exact").exists());
+        assert_eq!(sizes("big"), vec![10, 10, 5]);
+        assert_eq!(sizes("grew"), vec![10, 10, 5]);
+        assert!(!dir.path().join("grew").exists(), "renamed to part 1");
+        // Written again smaller: the old parts go.
+        let e = entry("big", 3);
+        let mut from = &content[..3];
+        assert!(stage.write(&e, &mut from, &mut buf, &mut |_| {}).is_ok());
+        assert_eq!(sizes("big"), vec![3]);
+        assert!(!part_path(&dir.path().join("big"), 1).exists());
+    }
 }
