@@ -145,8 +145,24 @@ pub fn fetch_appended(
                                 )))
                             }
                         };
-                        file.write_all(&buf[..n])
-                            .map_err(|err| Error::io(stage.path(e), "writing", err))?;
+                        match file.write_all(&buf[..n]) {
+                            Ok(()) => {}
+                            // A full or failing disk stops the run, as for any file.
+                            Err(err)
+                                if matches!(
+                                    err.raw_os_error(),
+                                    Some(libc::ENOSPC) | Some(libc::EIO) | Some(libc::EROFS)
+                                ) =>
+                            {
+                                return Err(Error::io(stage.path(e), "writing", err))
+                            }
+                            // Anything else (a file-size limit): this file is fetched whole,
+                            // by the path that knows how to store it.
+                            Err(_) => {
+                                failed[k] = true;
+                                return Ok(());
+                            }
+                        }
                         c.blake.update(&buf[..n]);
                         written += n as u64;
                         progress
