@@ -351,3 +351,29 @@ fn killed_during_a_tail_publishes_nothing_and_the_next_run_finishes() {
     assert_only_the_tail(&h, &out, wire, tail.len() as u64, &noise(6 * MIB, 1));
     h.assert_exact();
 }
+
+#[test]
+fn sftp_only_key_cannot_hash_so_the_file_is_fetched_whole() {
+    let h = host_with_log(Sshd::start(), "");
+    let ak = h.sshd.authorized_keys();
+    let out = h.setup.snapnest(&[
+        "authorize",
+        "laptop",
+        "--mode",
+        "sftp",
+        "--install",
+        "--authorized-keys",
+        ak.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "authorize --install: {}", text(&out));
+    let tail = noise(100_000, 9);
+    append(&h.big(), &tail, 1_700_000_100_000_000_000);
+    let (out, wire) = h.backup(0);
+    assert!(out.contains("via ssh (sftp)"), "{out}");
+    // No command runs for this key, so nothing can vouch for the old part: all of it again.
+    assert!(wire > 6 * MIB as u64, "{wire}: {out}");
+    assert!(
+        fs::read(h.latest_big()).unwrap() == fs::read(h.big()).unwrap(),
+        "exact"
+    );
+}
