@@ -500,7 +500,13 @@ fn filter_cost_20k_files() {
 fn filter_lets_appended_file_commands_read_only_inside_the_folders() {
     use snapnest::source::tail::{record, HASH, TAIL};
     let r = restricted("filter", &[]);
-    let rel = |p: &Path| p.strip_prefix("/").unwrap().as_os_str().as_encoded_bytes().to_vec();
+    let rel = |p: &Path| {
+        p.strip_prefix("/")
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes()
+            .to_vec()
+    };
     let home = folder(r.src.path());
     let inside = home.join("docs/report.odt");
     // Names a crafted client could send: outside the folders, through `..`, through a
@@ -532,7 +538,10 @@ fn filter_lets_appended_file_commands_read_only_inside_the_folders() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("not for the box"));
 
     // Changed by a byte, they are refused like any other command.
-    for cmd in [HASH.replace("sha256sum", "cat"), TAIL.replace("head -c", "cat")] {
+    for cmd in [
+        HASH.replace("sha256sum", "cat"),
+        TAIL.replace("head -c", "cat"),
+    ] {
         let out = r.sshd.ssh(&[&cmd], &stdin);
         assert!(
             stderr(&out).contains("snapnest-filter: refused"),

@@ -257,7 +257,10 @@ fn sudo_mode_reads_as_root_through_the_filter_only() {
         .unwrap();
     set_mtime(&log, 1_700_000_100_000_000_000);
     let out = s.backup("laptop", 0);
-    assert!(out.contains("1 new files, 10 B new"), "only the tail: {out}");
+    assert!(
+        out.contains("1 new files, 10 B new"),
+        "only the tail: {out}"
+    );
     assert_same_tree(&data, &in_snap(&s.latest("laptop"), &data));
 
     // The key still runs nothing else, and the user's sudo runs only the filter, which
