@@ -61,8 +61,8 @@ pub fn fetch_appended(
         return Ok(Vec::new());
     }
     let mut buf = vec![0u8; 1 << 20];
-    let mut candidates = Vec::new();
-    let mut ours = Vec::new();
+    // Grown files whose stored copy is there: (index, old size, stored path).
+    let mut grown = Vec::new();
     for &i in to_fetch.iter() {
         let e = &entries[i];
         if e.kind != Kind::File || e.size <= MIN_OLD_SIZE {
@@ -74,25 +74,44 @@ pub fn fetch_appended(
         let from = prev_root.join(std::ffi::OsStr::from_bytes(
             &crate::store::names::stored_path(&stage.keep.names, &e.path),
         ));
-        // The stored copy is read whole: a disk read, not the wire.
-        if let Ok((sha, blake)) = hash_old(&from, old, &mut buf) {
-            candidates.push(Candidate {
-                index: i,
-                old,
-                blake,
-            });
-            ours.push(sha);
+        if std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file() && m.len() == old) {
+            grown.push((i, old, from));
         }
     }
-    if candidates.is_empty() {
+    if grown.is_empty() {
         return Ok(Vec::new());
     }
     progress.checkpoint()?;
-    let asked: Vec<Grown<'_>> = candidates
+    let asked: Vec<Grown<'_>> = grown
         .iter()
-        .map(|c| (&entries[c.index], c.old))
+        .map(|(i, old, _)| (&entries[*i], *old))
         .collect();
-    let theirs = source.prefix_hashes(&asked);
+    // The stored copies are read whole while the host reads its files: a disk read, not
+    // the wire.
+    let mut candidates = Vec::new();
+    let mut ours = Vec::new();
+    let theirs = source.prefix_hashes(&asked, &mut || {
+        for (i, old, from) in &grown {
+            if let Ok((sha, blake)) = hash_old(from, *old, &mut buf) {
+                candidates.push(Candidate {
+                    index: *i,
+                    old: *old,
+                    blake,
+                });
+                ours.push(sha);
+            }
+        }
+    });
+    // Only the copies that could be read are candidates: line theirs up with them.
+    let by_index: std::collections::HashMap<usize, usize> = grown
+        .iter()
+        .enumerate()
+        .map(|(k, (i, _, _))| (*i, k))
+        .collect();
+    let theirs: Vec<Option<[u8; 32]>> = candidates
+        .iter()
+        .map(|c| theirs[by_index[&c.index]])
+        .collect();
     let (same, _): (Vec<_>, Vec<_>) = candidates
         .into_iter()
         .zip(ours.iter().zip(&theirs))

@@ -62,27 +62,53 @@ pub type Grown<'a> = (&'a Entry, u64);
 impl Source {
     /// sha256 of the first `old` bytes of each file on the host; None where the host could
     /// not tell (tools missing, command refused, file unreadable). Never fails the run.
-    pub fn prefix_hashes(&mut self, files: &[Grown<'_>]) -> Vec<Option<[u8; 32]>> {
+    /// `meanwhile` runs once while the host hashes (the box hashes its copies then).
+    pub fn prefix_hashes(
+        &mut self,
+        files: &[Grown<'_>],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Vec<Option<[u8; 32]>> {
         let conn = match self {
-            Source::Local(_) => return vec![None; files.len()],
+            Source::Local(_) => {
+                meanwhile();
+                return vec![None; files.len()];
+            }
             Source::Stream(s) => &s.conn,
             Source::Sftp(s) => &s.conn,
         };
         let mut out = vec![None; files.len()];
+        let mut waiting = Some(meanwhile);
         for start in (0..files.len()).step_by(BATCH) {
             let end = (start + BATCH).min(files.len());
             let mut stdin = Vec::new();
             for (k, (e, old)) in files.iter().enumerate().take(end).skip(start) {
                 stdin.extend(record(k as u64, 0, *old, &e.path));
             }
-            let Ok(done) = conn.run(HASH, &stdin) else {
+            let started = conn.start(HASH, &stdin);
+            if let Some(f) = waiting.take() {
+                f();
+            }
+            let Ok(mut channel) = started else {
                 continue;
             };
-            for (k, h) in parse_hashes(&done.stdout) {
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let read = ChannelReader {
+                conn,
+                channel: &mut channel,
+                stderr: &mut stderr,
+            }
+            .read_to_end(&mut stdout);
+            if read.is_err() || conn.finish(channel, &mut stderr).is_err() {
+                continue;
+            }
+            for (k, h) in parse_hashes(&stdout) {
                 if (start..end).contains(&k) {
                     out[k] = Some(h);
                 }
             }
+        }
+        if let Some(f) = waiting.take() {
+            f();
         }
         out
     }
