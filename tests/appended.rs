@@ -4,6 +4,7 @@
 //! exact either way.
 
 mod common;
+mod mounts;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -119,6 +120,11 @@ impl Host {
 
 /// A host with a 6 MiB log and a few small files, backed up once through the relay.
 fn host_with_log(sshd: Sshd, extra: &str) -> Host {
+    host_with_log_on(sshd, extra, None)
+}
+
+/// The same, its snapshots stored in `store` (a mounted test disk) when given.
+fn host_with_log_on(sshd: Sshd, extra: &str, store: Option<&Path>) -> Host {
     let relay = Counted::start(sshd.port);
     let src = tempfile::tempdir().unwrap();
     let home = src.path().join("home");
@@ -132,7 +138,10 @@ fn host_with_log(sshd: Sshd, extra: &str) -> Host {
         &format!("port = {}", sshd.port),
         &format!("port = {}", relay.port),
     );
-    let setup = Setup::new(&toml, "");
+    let mut setup = Setup::new(&toml, "");
+    if let Some(dir) = store {
+        setup.store_in(dir);
+    }
     setup.init();
     let h = Host {
         sshd,
@@ -376,4 +385,35 @@ fn sftp_only_key_cannot_hash_so_the_file_is_fetched_whole() {
         fs::read(h.latest_big()).unwrap() == fs::read(h.big()).unwrap(),
         "exact"
     );
+}
+
+/// Extents of `p` that `filefrag` marks shared (reflinked with another file).
+fn shared_extents(p: &Path) -> usize {
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("shared"))
+        .count()
+}
+
+#[test]
+fn on_btrfs_and_xfs_the_old_part_is_shared_not_copied() {
+    use mounts::{Fs, Mounted};
+    for (fs, mib) in [(Fs::Btrfs, 160), (Fs::Xfs, 300)] {
+        let m = Mounted::new(fs, mib);
+        let h = host_with_log_on(Sshd::start(), "", Some(&m.mnt));
+        let tail = noise(200_000, 10);
+        append(&h.big(), &tail, 1_700_000_100_000_000_000);
+        let (out, wire) = h.backup(0);
+        assert_only_the_tail(&h, &out, wire, tail.len() as u64, &noise(6 * MIB, 1));
+        h.assert_exact();
+        assert!(
+            shared_extents(&h.latest_big()) > 0,
+            "{fs:?}: the old part is a reflink of the stored copy: {out}"
+        );
+    }
 }
