@@ -417,3 +417,47 @@ fn on_btrfs_and_xfs_the_old_part_is_shared_not_copied() {
         );
     }
 }
+
+#[test]
+fn busybox_host_hashes_with_its_applets_and_sends_the_tail_by_sftp() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox is missing: apt-get install busybox (see .ci/run)"
+    );
+    // Only BusyBox on the host's PATH: no GNU find/tar (so SFTP), BusyBox's xargs, head and
+    // sha256sum for the check.
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for applet in [
+        "sh",
+        "find",
+        "tar",
+        "cat",
+        "head",
+        "tail",
+        "xargs",
+        "sha256sum",
+        "stat",
+        "test",
+        "[",
+        "echo",
+        "id",
+        "grep",
+        "wc",
+    ] {
+        symlink(busybox, bin.path().join(applet)).unwrap();
+    }
+    let sshd = Sshd::start_with(&[&format!("SetEnv PATH={}", bin.path().display())]);
+    let h = host_with_log(sshd, "");
+    let tail = noise(150_000, 11);
+    append(&h.big(), &tail, 1_700_000_100_000_000_000);
+    let (out, wire) = h.backup(0);
+    assert!(out.contains("via ssh (sftp)"), "{out}");
+    assert_only_the_tail(&h, &out, wire, tail.len() as u64, &noise(6 * MIB, 1));
+    assert!(
+        fs::read(h.latest_big()).unwrap() == fs::read(h.big()).unwrap(),
+        "exact"
+    );
+}
