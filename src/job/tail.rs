@@ -141,6 +141,11 @@ pub fn fetch_appended(
         .iter()
         .map(|(c, _)| (&entries[c.index], c.old))
         .collect();
+    progress.set_phase("fetching");
+    progress.start_totals(
+        asked.len() as u64,
+        asked.iter().map(|(e, old)| e.size - old).sum(),
+    );
     let mut results: Vec<Option<Appended>> = (0..ready.len()).map(|_| None).collect();
     let mut failed = vec![false; ready.len()];
     {
@@ -206,6 +211,9 @@ pub fn fetch_appended(
                         Judged::Refetch => failed[k] = true,
                     }
                     done.hash = *c.blake.finalize().as_bytes();
+                    progress
+                        .files_done
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 TailEvent::Failed(_) => failed[k] = true,
             }
