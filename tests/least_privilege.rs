@@ -495,3 +495,59 @@ fn filter_cost_20k_files() {
     assert!(out.contains("via ssh (find+tar stream)"), "{out}");
     eprintln!("initial backup of 20,000 files through the filter: {took:?}");
 }
+
+#[test]
+fn filter_lets_appended_file_commands_read_only_inside_the_folders() {
+    use snapnest::source::tail::{record, HASH, TAIL};
+    let r = restricted("filter", &[]);
+    let rel = |p: &Path| {
+        p.strip_prefix("/")
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes()
+            .to_vec()
+    };
+    let home = folder(r.src.path());
+    let inside = home.join("docs/report.odt");
+    // Names a crafted client could send: outside the folders, through `..`, through a
+    // symlink inside the folder that points out, the same name twice; and one good one.
+    let names: Vec<Vec<u8>> = vec![
+        rel(&r.outside.path().join("secret.txt")),
+        b"etc/passwd".to_vec(),
+        [rel(&home), b"/../../../etc/passwd".to_vec()].concat(),
+        rel(&home.join("link-abs")),
+        rel(&inside),
+        rel(&inside),
+    ];
+    let mut stdin = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        stdin.extend(record(i as u64, 1, 10, n));
+    }
+    let out = r.sshd.ssh(&[HASH], &stdin);
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(lines, [format!("{:020}", 4)], "{}", stderr(&out));
+
+    let out = r.sshd.ssh(&[TAIL], &stdin);
+    let mut want = format!("{:020} OK\n", 4).into_bytes();
+    want.extend_from_slice(&[7u8; 10]);
+    assert!(out.stdout.starts_with(&want), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("root:"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("not for the box"));
+
+    // Changed by a byte, they are refused like any other command.
+    for cmd in [
+        HASH.replace("sha256sum", "cat"),
+        TAIL.replace("head -c", "cat"),
+    ] {
+        let out = r.sshd.ssh(&[&cmd], &stdin);
+        assert!(
+            stderr(&out).contains("snapnest-filter: refused"),
+            "{}",
+            text(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

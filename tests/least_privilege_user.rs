@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -194,6 +195,10 @@ fn sudo_mode_reads_as_root_through_the_filter_only() {
     let mut user = TestUser::create();
     let data = user.dir.path().join("data");
     root_only_tree(&data);
+    // A root-only log that grows: its tail is read through sudo too.
+    let log = data.join("grows.log");
+    write_file(&log, &vec![b'l'; 2 << 20], 1_700_000_000_000_000_000);
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
     let s = setup_as(&sshd, &user, &[&data]);
     let sbin = user.dir.path().join("sbin");
     fs::create_dir(&sbin).unwrap();
@@ -242,6 +247,19 @@ fn sudo_mode_reads_as_root_through_the_filter_only() {
     assert!(
         out.contains("laptop: good via ssh (find+tar stream)"),
         "{out}"
+    );
+    assert_same_tree(&data, &in_snap(&s.latest("laptop"), &data));
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"0123456789")
+        .unwrap();
+    set_mtime(&log, 1_700_000_100_000_000_000);
+    let out = s.backup("laptop", 0);
+    assert!(
+        out.contains("1 new files, 10 B new"),
+        "only the tail: {out}"
     );
     assert_same_tree(&data, &in_snap(&s.latest("laptop"), &data));
 

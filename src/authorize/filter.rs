@@ -18,6 +18,8 @@ pub fn script(host: &str, folders: &[String], sudo_path: Option<&str>) -> String
         .replace("@PROBE@", &commands::quote(&commands::probe(folders)))
         .replace("@LIST@", &commands::quote(&commands::listing(folders)))
         .replace("@TAR@", &commands::quote(commands::TAR))
+        .replace("@HASH@", &commands::quote(crate::source::tail::HASH))
+        .replace("@TAIL@", &commands::quote(crate::source::tail::TAIL))
         .replace("@NAMES@", &commands::quote(&names_regex(folders)))
         .replace("@REACHABLE@", &commands::quote(&reachable(folders)))
         .replace("@SUDO@", &commands::quote(sudo_path.unwrap_or("")))
@@ -139,6 +141,8 @@ mod tests {
             "@PROBE@",
             "@LIST@",
             "@TAR@",
+            "@HASH@",
+            "@TAIL@",
             "@NAMES@",
             "@REACHABLE@",
             "@SUDO@",

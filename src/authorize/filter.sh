@@ -9,6 +9,9 @@
 PROBE=@PROBE@
 LIST=@LIST@
 TAR=@TAR@
+# Appended files: the old part's sha256, and the bytes after it (records on stdin).
+HASH=@HASH@
+TAIL=@TAIL@
 # Names tar may read (from stdin, relative to /): under a configured folder.
 NAMES=@NAMES@
 # Prints, NUL-separated and relative to /, every non-folder find reaches under the folders
@@ -33,7 +36,8 @@ else
     cmd=${SSH_ORIGINAL_COMMAND-}
     [ -n "$cmd" ] || refuse "(no command: interactive login)"
     if [ -n "$SUDO" ]; then
-        if [ "x$cmd" = "x$PROBE" ] || [ "x$cmd" = "x$LIST" ] || [ "x$cmd" = "x$TAR" ]; then
+        if [ "x$cmd" = "x$PROBE" ] || [ "x$cmd" = "x$LIST" ] || [ "x$cmd" = "x$TAR" ] ||
+            [ "x$cmd" = "x$HASH" ] || [ "x$cmd" = "x$TAIL" ]; then
             exec sudo -n "$SUDO" "$cmd"
         fi
         refuse "$cmd"
@@ -55,6 +59,18 @@ elif [ "x$cmd" = "x$TAR" ]; then
         /bin/sh -c "$REACHABLE" 2>/dev/null | sort -z -u
         grep -z -E -e "$NAMES" | grep -z -v -E -e '(^|/)\.\.?(/|$)' -e '//' | sort -z -u
     } | sort -z | uniq -z -d | /bin/sh -c "$TAR"
+    exit
+elif [ "x$cmd" = "x$HASH" ] || [ "x$cmd" = "x$TAIL" ]; then
+    # A record is three 20-digit numbers and spaces (63 bytes), then a name. Only records
+    # whose name is one tar could get (find reaches it, see REACHABLE) go on: both lists
+    # sorted by name (from byte 64; the reachable names get a dummy prefix), one record per
+    # name, and a record is kept only when the same name follows it in the reachable list.
+    {
+        /bin/sh -c "$REACHABLE" 2>/dev/null | sort -z -u |
+            sed -z 's/^/###############################################################/'
+        grep -z -E -e '^[0-9]{20} [0-9]{20} [0-9]{20} ' | sort -z -t '\0' -k 1.64 -u
+    } | sort -z -t '\0' -k 1.64 | uniq -z -s 63 -D | grep -z -E -e '^[0-9]' |
+        if [ "x$cmd" = "x$HASH" ]; then /bin/sh -c "$HASH"; else /bin/sh -c "$TAIL"; fi
     exit
 else
     refuse "$cmd"

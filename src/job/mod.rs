@@ -8,6 +8,7 @@ pub mod progress;
 mod publish;
 mod report;
 pub mod stage;
+mod tail;
 
 use std::collections::HashSet;
 use std::fs;
@@ -323,12 +324,36 @@ fn run(
         }
     }
 
+    let mut dirty = vec![false; entries.len()];
+    // Large files that grew at their end: only the new part crosses the wire (tail.rs).
+    if let (Some(prev), Some(root), true) = (&prev, &prev_root, same_names) {
+        let mut throttle = Throttle::new(host.bwlimit);
+        let appended = tail::fetch_appended(
+            &mut source,
+            catalog,
+            prev.id,
+            root,
+            &stage,
+            &entries,
+            &mut to_fetch,
+            &mut throttle,
+            progress,
+            &mut report.problems,
+        )?;
+        for a in appended {
+            hashes[a.index] = Some(a.hash);
+            dirty[a.index] = a.changed;
+            entries[a.index].size = a.size;
+            report.stats.new_files += 1;
+            report.stats.new_bytes += a.fetched;
+        }
+    }
+
     progress.set_phase("fetching");
     progress.start_totals(
         to_fetch.len() as u64,
         to_fetch.iter().map(|&i| entries[i].size).sum(),
     );
-    let mut dirty = vec![false; entries.len()];
     let mut fetched_size: Vec<Option<u64>> = vec![None; to_fetch.len()];
     {
         let refs: Vec<&Entry> = to_fetch.iter().map(|&i| &entries[i]).collect();

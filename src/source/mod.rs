@@ -9,6 +9,7 @@ pub mod local;
 pub mod sftp;
 pub mod ssh;
 pub mod stream;
+pub mod tail;
 pub mod throttle;
 
 use std::io::Read;
