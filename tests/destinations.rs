@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use common::*;
 use mounts::tree::{change, keep_copy, odd_tree, set_dir_mtime, used_bytes};
 use mounts::{missing_facility, Fs, Mounted};
+// The sparse and over-4-GiB round trips are in destinations_big.rs.
+#[allow(unused_imports)]
+use mounts::big::{data_regions, same_content};
 
 fn mount(fs: Fs, size_mib: u64) -> Option<Mounted> {
     // A machine that cannot mount it fails the test: a skipped filesystem is an untested one.
@@ -705,118 +708,6 @@ fn exfat_case_clash_is_reported_not_overwritten() {
     let back = in_snap(&to, &src);
     assert_eq!(fs::read(back.join("Report.txt")).unwrap(), b"upper\n");
     assert!(!back.join("report.txt").exists());
-}
-
-/// The data regions of a sparse file (SEEK_DATA / SEEK_HOLE): everything else reads as zeros.
-fn data_regions(f: &fs::File) -> Vec<(u64, u64)> {
-    use std::os::fd::AsRawFd;
-    let len = f.metadata().unwrap().len() as i64;
-    let mut out = Vec::new();
-    let mut pos = 0i64;
-    while pos < len {
-        // SAFETY: lseek on an open descriptor.
-        let start = unsafe { libc::lseek(f.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if start < 0 {
-            break;
-        }
-        let end = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_HOLE) };
-        out.push((start as u64, end as u64));
-        pos = end;
-    }
-    out
-}
-
-/// Same size, and every data region of either file reads the same in both: holes are
-/// zeros on both sides, so the files are equal without reading GiBs of them.
-fn same_content(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::FileExt;
-    let (fa, fb) = (fs::File::open(a).unwrap(), fs::File::open(b).unwrap());
-    if fa.metadata().unwrap().len() != fb.metadata().unwrap().len() {
-        return false;
-    }
-    let mut regions = data_regions(&fa);
-    regions.extend(data_regions(&fb));
-    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-    for (start, end) in regions {
-        let mut pos = start;
-        while pos < end {
-            let n = ((end - pos) as usize).min(ba.len());
-            fa.read_exact_at(&mut ba[..n], pos).unwrap();
-            fb.read_exact_at(&mut bb[..n], pos).unwrap();
-            if ba[..n] != bb[..n] {
-                return false;
-            }
-            pos += n as u64;
-        }
-    }
-    true
-}
-
-/// A 2 GiB sparse file and one of 4 GiB + 1 byte go onto a 64 MiB disk and come back: holes
-/// stay holes on the way in and on the way out.
-#[test]
-fn ext4_sparse_multi_gib_and_over_4_gib_files_round_trip() {
-    let Some(m) = mount(Fs::Ext4, 64) else { return };
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = fs::File::create(src.join("disk.img")).unwrap();
-        f.write_all_at(b"boot sector", 0).unwrap();
-        f.write_all_at(&[7u8; 100_000], 1 << 30).unwrap();
-        f.set_len(2 << 30).unwrap();
-        let g = fs::File::create(src.join("over-4-gib.bin")).unwrap();
-        g.write_all_at(b"first", 0).unwrap();
-        g.write_all_at(b"X", 4 << 30).unwrap();
-    }
-    set_mtime(&src.join("disk.img"), 1_700_000_000_000_000_000);
-    set_mtime(&src.join("over-4-gib.bin"), 1_700_000_000_000_000_000);
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
-    assert_eq!(snapnest(&config, &["init"]).status.code(), Some(0));
-    let out = snapnest(&config, &["backup", "box"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let to = work.path().join("restored");
-    let out = snapnest(
-        &config,
-        &[
-            "restore",
-            "box",
-            "latest",
-            "/",
-            "--to",
-            to.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let back = in_snap(&to, &src);
-    for name in ["disk.img", "over-4-gib.bin"] {
-        let (a, b) = (src.join(name), back.join(name));
-        let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
-        assert_eq!(ma.len(), mb.len(), "{name} size");
-        assert_eq!(ma.mtime(), mb.mtime(), "{name} mtime");
-        assert!(
-            mb.blocks() * 512 < 4 << 20,
-            "{name} restored sparse: {} blocks",
-            mb.blocks()
-        );
-        assert!(same_content(&a, &b), "{name} content");
-    }
-    assert_eq!(
-        fs::metadata(back.join("over-4-gib.bin")).unwrap().len(),
-        (4 << 30) + 1
-    );
 }
 
 #[test]
