@@ -655,60 +655,7 @@ fn btrfs_pruning_deletes_the_subvolume() {
     }
 }
 
-#[test]
-fn exfat_case_clash_is_reported_not_overwritten() {
-    let Some(m) = mount(Fs::Exfat, 64) else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    write_file(
-        &src.join("Report.txt"),
-        b"upper\n",
-        1_700_000_000_000_000_000,
-    );
-    write_file(
-        &src.join("report.txt"),
-        b"lower\n",
-        1_700_000_000_000_000_000,
-    );
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
-    assert_eq!(snapnest(&config, &["init"]).status.code(), Some(0));
-    let out = snapnest(&config, &["backup", "box"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "partial: {t}");
-    assert!(
-        t.contains("report.txt") && t.contains("case-insensitive"),
-        "{t}"
-    );
-    let to = work.path().join("restored");
-    let out = snapnest(
-        &config,
-        &[
-            "restore",
-            "box",
-            "latest",
-            "/",
-            "--to",
-            to.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let back = in_snap(&to, &src);
-    assert_eq!(fs::read(back.join("Report.txt")).unwrap(), b"upper\n");
-    assert!(!back.join("report.txt").exists());
-}
+// Case clashes on exFAT: tests/destinations_clash.rs.
 
 #[test]
 fn ext4_copy_with_history_on_request_keeps_symlinks_and_modes_on_disk() {

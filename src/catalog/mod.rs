@@ -14,6 +14,7 @@ mod history;
 mod web;
 pub use dest::StrategyInfo;
 mod schema;
+mod renamed;
 mod snapshot_names;
 mod verify;
 pub use history::HostHistory;
@@ -111,6 +112,9 @@ impl Catalog {
         self.conn
             .execute_batch(snapshot_names::TABLE)
             .map_err(err_at(&self.path, "adding the snapshot name-rules table"))?;
+        self.conn
+            .execute_batch(renamed::TABLE)
+            .map_err(err_at(&self.path, "adding the renamed-entries table"))?;
         Ok(())
     }
 

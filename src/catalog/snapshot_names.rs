@@ -9,10 +9,16 @@ use super::Catalog;
 use crate::error::Result;
 use crate::store::names::NameRules;
 
+/// Rows go with their snapshot (ids are reused after the newest row is deleted, and a
+/// stale row would give a new snapshot old rules); rows left by catalogs made before the
+/// trigger are dropped when the catalog opens.
 pub(super) const TABLE: &str = "CREATE TABLE IF NOT EXISTS snapshot_names (
     snapshot_id INTEGER PRIMARY KEY,
     rules TEXT NOT NULL
-);";
+);
+CREATE TRIGGER IF NOT EXISTS snapshot_names_forget AFTER DELETE ON snapshots
+BEGIN DELETE FROM snapshot_names WHERE snapshot_id = OLD.id; END;
+DELETE FROM snapshot_names WHERE snapshot_id NOT IN (SELECT id FROM snapshots);";
 
 impl Catalog {
     pub fn set_snapshot_names(&self, snapshot_id: i64, rules: &NameRules) -> Result<()> {
