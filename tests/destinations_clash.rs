@@ -152,3 +152,91 @@ fn exfat_case_clashes_are_stored_renamed_and_restored_under_their_own_names() {
     let t = run(&["verify"]);
     assert!(!t.contains("DAMAGED"), "{t}");
 }
+
+/// A copy-with-history run killed after it moved both files of a pair (unchanged) out of
+/// the first snapshot: reading the first snapshot finds each in the staging folder under
+/// its own stored name (the plain name would open the other file there: same size, mtimes
+/// within exFAT's step), and the next run resumes and publishes both.
+#[test]
+fn exfat_case_clash_in_a_killed_history_run_is_read_and_resumed_under_its_own_name() {
+    use std::process::{Command, Stdio};
+    let m = Mounted::new(Fs::Exfat, 64);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_file(&src.join("Pair.txt"), b"UPPER\n", T);
+    write_file(&src.join("pair.txt"), b"lower\n", T + 1);
+    set_dir_mtime(&src, T);
+    let store = m.mnt.join("store");
+    fs::create_dir(&store).unwrap();
+    let config = work.path().join("snapnest.toml");
+    let host = local_host("box", &src).replace("folders = [", "bwlimit = \"2MiB/s\"\nfolders = [");
+    fs::write(
+        &config,
+        format!("[storage]\npath = \"{}\"\n\n{host}", store.display()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = snapnest(&config, args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {t}");
+        t
+    };
+    run(&["init"]);
+    run(&["backup", "box"]);
+    let first = work.path().join("first");
+    keep_copy(&src, &first);
+    let snap1 = fs::read_dir(store.join("box"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
+        .unwrap();
+    let renamed = in_snap(&snap1, &src).join("%70air.txt");
+    assert_eq!(fs::read(&renamed).unwrap(), b"lower\n");
+
+    // A slow second run: it moves both out of the first snapshot, then fetches `big`.
+    write_file(&src.join("big"), &vec![7u8; 12 << 20], T + 2);
+    set_dir_mtime(&src, T + 2);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "box"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the pair to be moved into staging",
+        std::time::Duration::from_secs(20),
+        || !renamed.exists(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!renamed.exists() && !in_snap(&snap1, &src).join("Pair.txt").exists());
+    let name = snap1.file_name().unwrap().to_str().unwrap().to_string();
+    let to = work.path().join("while-killed");
+    run(&["restore", "box", &name, "/", "--to", to.to_str().unwrap()]);
+    assert_same_tree(&first, &in_snap(&to, &src));
+
+    let t = run(&["backup", "box"]);
+    assert!(t.contains("box: good"), "{t}");
+    let second = work.path().join("second");
+    keep_copy(&src, &second);
+    let mut snaps: Vec<_> = fs::read_dir(store.join("box"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
+        .collect();
+    snaps.sort();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(
+        fs::read(in_snap(&snaps[1], &src).join("%70air.txt")).unwrap(),
+        b"lower\n"
+    );
+    for (snap, expected) in snaps.iter().zip([&first, &second]) {
+        let name = snap.file_name().unwrap().to_str().unwrap();
+        let to = work.path().join(format!("restored-{name}"));
+        run(&["restore", "box", name, "/", "--to", to.to_str().unwrap()]);
+        assert_same_tree(expected, &in_snap(&to, &src));
+    }
+}
