@@ -112,6 +112,8 @@ impl Catalog {
         self.conn
             .execute_batch(snapshot_names::TABLE)
             .map_err(err_at(&self.path, "adding the snapshot name-rules table"))?;
+        snapshot_names::add_trigger(&self.conn)
+            .map_err(err_at(&self.path, "adding the snapshot name-rules trigger"))?;
         self.conn
             .execute_batch(renamed::TABLE)
             .map_err(err_at(&self.path, "adding the renamed-entries table"))?;

@@ -1,8 +1,8 @@
 //! Where a snapshot stored a path under another name than its plain escape (case clashes on
 //! case-insensitive disks, see `store::clash`): readers must open exactly that name, since
 //! on such a disk the plain name may open the other file of the pair. One row per renamed
-//! entry; a table of its own, created when a catalog is opened (older catalogs have none,
-//! and their snapshots renamed nothing).
+//! entry; a table of its own, created with its trigger when a catalog is opened (older
+//! catalogs have none, and their snapshots renamed nothing).
 
 use rusqlite::params;
 
@@ -19,7 +19,6 @@ CREATE TABLE IF NOT EXISTS snapshot_renamed (
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS snapshot_renamed_forget AFTER DELETE ON snapshots
 BEGIN DELETE FROM snapshot_renamed WHERE snapshot_id = OLD.id; END;
-DELETE FROM snapshot_renamed WHERE snapshot_id NOT IN (SELECT id FROM snapshots);
 ";
 
 impl Catalog {
