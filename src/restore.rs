@@ -105,6 +105,7 @@ pub fn restore(
         root: to.to_path_buf(),
         preserve_owner: rustix::process::geteuid().is_root(),
         keep: crate::job::stage::Keep::all(),
+        renamed: Default::default(),
     };
     // Copy-with-history snapshots keep some files in later snapshots' folders.
     let locator = crate::strategy::Locator::new(storage, &catalog, host, &snap.name)?;

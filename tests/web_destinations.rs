@@ -59,3 +59,33 @@ fn exfat_history_snapshots_browse_and_download_with_the_sources_names() {
     let r = get("notes.txt");
     assert_eq!(r.body, b"version one", "the first snapshot's own version");
 }
+
+/// Two names that differ only in case on exFAT: the page lists both under the source's
+/// names and each download gives its own bytes (the disk would open either for both).
+#[test]
+fn exfat_case_clash_browses_and_downloads_each_file() {
+    let m = Mounted::new(Fs::Exfat, 64);
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("Notes.txt"), b"capital").unwrap();
+    fs::write(src.path().join("notes.txt"), b"small").unwrap();
+    let mut setup = Setup::new(&local_host("box", src.path()), "schedule = \"manual\"");
+    setup.store_in(&m.mnt);
+    setup.init();
+    setup.backup("box", 0);
+    let snap = setup.snapshots("box")[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let web = webutil::start_with(setup, "");
+    let folder = web.get_t(&snap_url("browse", "box", &snap, src.path())).text();
+    assert!(
+        folder.contains(">Notes.txt</a>") && folder.contains(">notes.txt</a>"),
+        "{folder}"
+    );
+    for (name, body) in [("Notes.txt", &b"capital"[..]), ("notes.txt", b"small")] {
+        let r = web.get_t(&snap_url("file", "box", &snap, &src.path().join(name)));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, body, "{name}");
+    }
+}

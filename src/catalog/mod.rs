@@ -15,6 +15,7 @@ mod history;
 mod web;
 pub use dest::StrategyInfo;
 mod schema;
+mod renamed;
 mod snapshot_names;
 mod verify;
 pub use history::HostHistory;
@@ -115,6 +116,11 @@ impl Catalog {
         self.conn
             .execute_batch(snapshot_names::TABLE)
             .map_err(err_at(&self.path, "adding the snapshot name-rules table"))?;
+        snapshot_names::add_trigger(&self.conn)
+            .map_err(err_at(&self.path, "adding the snapshot name-rules trigger"))?;
+        self.conn
+            .execute_batch(renamed::TABLE)
+            .map_err(err_at(&self.path, "adding the renamed-entries table"))?;
         Ok(())
     }
 

@@ -175,6 +175,7 @@ fn run(
     let preserve_owner = rustix::process::geteuid().is_root();
     let prev = catalog.latest_snapshot(&host.name)?;
     let mut unchanged = vec![false; entries.len()];
+    let mut in_prev = vec![false; entries.len()];
     // A previous snapshot stored under other name rules (the disk was measured differently
     // since) shares nothing: its files are found under its own names only, so all is fetched.
     let prev_names = match &prev {
@@ -191,6 +192,7 @@ fn run(
                 i += 1;
             }
             if i < entries.len() && entries[i].path == old.path {
+                in_prev[i] = true;
                 unchanged[i] =
                     !dirty && old.kind == Kind::File && entries[i].same_as(&old, preserve_owner);
             }
@@ -213,19 +215,42 @@ fn run(
     let mut hashes: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
 
+    // Case clashes get names of their own (see store::clash), the same ones as last run.
+    let prev_renamed = match prev.as_ref().filter(|_| same_names) {
+        Some(p) => catalog.snapshot_renamed(p.id)?,
+        None => Default::default(),
+    };
+    let assigned = match active.findings.case_sensitive {
+        true => Default::default(),
+        false => {
+            let names = active.keep().names;
+            crate::store::clash::assign(&entries, &names, &in_prev, &prev_renamed)
+        }
+    };
     let (staging, resuming) = active.staging(host_dir, prev_root.as_deref())?;
     let stage = Stage {
         root: staging.clone(),
         preserve_owner: preserve_owner && active.findings.owner_kept.ok,
         keep: active.keep().split_at_most(host.split_at),
+        renamed: assigned.renamed,
     };
+    if !stage.renamed.is_empty() || !prev_renamed.is_empty() {
+        // Shared only under one name: the previous snapshot's is looked up as this run's.
+        for (i, e) in entries.iter().enumerate() {
+            let before = prev_renamed.path(&stage.keep.names, &e.path);
+            if unchanged[i] && before != stage.stored(&e.path) {
+                unchanged[i] = false;
+            }
+        }
+    }
     // Whatever the strategy is now: the interrupted run may have been a copy-with-history run
     // (the strategy changed, or a re-probe chose another), whose staging folder holds files
     // moved out of the previous snapshot. They go back before anything is cleaned up.
     // give_back moves only what the previous snapshot lacks, so otherwise it does nothing.
     if let (true, Some(prev), Some(root)) = (resuming, &prev, &prev_root) {
         let names = prev_names.as_ref().expect("recorded with prev");
-        crate::strategy::history::give_back(catalog, prev.id, &stage, root, names)?;
+        let renamed = &prev_renamed;
+        crate::strategy::history::give_back(catalog, prev.id, &stage, root, names, renamed)?;
     }
     if resuming {
         stage
@@ -239,8 +264,6 @@ fn run(
     let stats = &mut report.stats;
     // Folders whose name this disk refuses: they and everything in them are left out.
     let mut refused: HashSet<&[u8]> = HashSet::new();
-    let mut folded =
-        crate::store::clash::Folded::new(!active.findings.case_sensitive, stage.keep.names.clone());
     // Files already on the disk whose hash is not known yet (resumed, or linked from a
     // snapshot made before hashes): read once, through one buffer for the whole run.
     let mut hash_buf = vec![0u8; 1 << 16];
@@ -260,7 +283,7 @@ fn run(
             }
             continue;
         }
-        if let Some(other) = folded.clash(e) {
+        if let Some(other) = assigned.clashes.get(&i) {
             // Storing it would overwrite the other file on this case-insensitive disk.
             report.problems.push(problem(
                 e,
@@ -571,6 +594,9 @@ fn run(
     )?;
     catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     catalog.set_snapshot_names(snapshot_id, &stage.keep.names)?;
+    let mut renamed = stage.renamed.clone();
+    renamed.retain(|p| manifest.binary_search_by(|e| e.path.as_slice().cmp(p)).is_ok());
+    catalog.set_snapshot_renamed(snapshot_id, &renamed)?;
     catalog.set_hashes(
         snapshot_id,
         manifest_hashes

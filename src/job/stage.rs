@@ -17,6 +17,8 @@ pub struct Stage {
     pub preserve_owner: bool,
     /// What the disk can hold; the rest lives in the manifest only.
     pub keep: Keep,
+    /// Entries stored under another name than their plain escape (case clashes).
+    pub renamed: crate::store::clash::Renamed,
 }
 
 /// What a destination keeps of an entry besides its content (from the probe).
@@ -72,8 +74,12 @@ pub enum CopyError {
 impl Stage {
     /// Where `e` is stored: names the disk refuses are escaped (see `store::names`).
     pub fn path(&self, e: &Entry) -> PathBuf {
-        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
-        self.root.join(std::ffi::OsStr::from_bytes(&stored))
+        self.root.join(std::ffi::OsStr::from_bytes(&self.stored(&e.path)))
+    }
+
+    /// Where manifest path `path` is stored, relative to a snapshot folder.
+    pub fn stored<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        self.renamed.path(&self.keep.names, path)
     }
 
     /// A real folder at `e`, replacing whatever an earlier attempt left there.
@@ -114,8 +120,8 @@ impl Stage {
 
     /// Share the previous snapshot's copy of `e`.
     pub fn link(&self, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
-        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
-        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+        // The previous snapshot stored it under the same name (the job shares nothing else).
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&self.stored(&e.path)));
         let to = self.path(e);
         if self.keep.split_at.is_some() && fs::symlink_metadata(&from).is_err() {
             return self.link_parts(&from, &to);
@@ -175,8 +181,8 @@ impl Stage {
     /// Reflink the previous snapshot's copy of `e` (FICLONE): a full copy in name, sharing
     /// every block until one side changes.
     pub fn clone_from(&self, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
-        let stored = crate::store::names::stored_path(&self.keep.names, &e.path);
-        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+        // The previous snapshot stored it under the same name (the job shares nothing else).
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&self.stored(&e.path)));
         let src = match open_nofollow(&from) {
             Ok(f) if f.metadata()?.is_file() => f,
             _ => return Ok(Linked::No),
@@ -379,8 +385,7 @@ impl Stage {
         let mut stored: Vec<(Vec<u8>, bool)> = wanted
             .iter()
             .map(|e| {
-                let p = crate::store::names::stored_path(&self.keep.names, &e.path);
-                (p.into_owned(), e.kind == Kind::Dir)
+                (self.stored(&e.path).into_owned(), e.kind == Kind::Dir)
             })
             .collect();
         stored.sort();

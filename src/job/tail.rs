@@ -72,7 +72,7 @@ pub fn fetch_appended(
             continue;
         };
         let from = prev_root.join(std::ffi::OsStr::from_bytes(
-            &crate::store::names::stored_path(&stage.keep.names, &e.path),
+            &stage.stored(&e.path),
         ));
         if std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file() && m.len() == old) {
             grown.push((i, old, from));
@@ -127,7 +127,7 @@ pub fn fetch_appended(
     for c in same.drain(..) {
         let e = &entries[c.index];
         let from = prev_root.join(std::ffi::OsStr::from_bytes(
-            &crate::store::names::stored_path(&stage.keep.names, &e.path),
+            &stage.stored(&e.path),
         ));
         match start_from_old(stage, &from, e, c.old) {
             Ok(file) => ready.push((c, file)),

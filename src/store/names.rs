@@ -7,9 +7,10 @@
 //! so ordinary names look the same on the disk. On a disk that refuses nothing, names are
 //! stored as they are and `unescape` must not be applied.
 //!
-//! `escape` and `unescape` are pure: the same name always maps to the same stored name, so
-//! anything (restore, the web page) can find a manifest path on the disk with
-//! `stored_path(&rules, path)` without asking the catalog.
+//! `escape` and `unescape` are pure: the same name always maps to the same stored name. On
+//! case-insensitive disks some entries are stored under another name (case clashes, see
+//! `clash`), recorded per snapshot: readers find a manifest path on the disk with
+//! `Renamed::path`, which falls back to `stored_path(&rules, path)`.
 
 use std::borrow::Cow;
 

@@ -219,6 +219,7 @@ mod tests {
                 ..Keep::all()
             }
             .split_at_most(Some(10)),
+            renamed: Default::default(),
         };
         let entry = |name: &str, size: u64| Entry {
             path: name.as_bytes().to_vec(),

@@ -19,7 +19,8 @@ use super::Strategy;
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::error::Result;
 use crate::model::Entry;
-use crate::store::names::{stored_path, NameRules};
+use crate::store::clash::Renamed;
+use crate::store::names::NameRules;
 use crate::store::parts::{self, Joined};
 
 /// One folder that may hold a snapshot's files, with the names its disk stored them under.
@@ -27,6 +28,8 @@ use crate::store::parts::{self, Joined};
 struct Link {
     dir: PathBuf,
     names: NameRules,
+    /// Entries this folder's snapshot stored under another name (case clashes).
+    renamed: Renamed,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +52,7 @@ impl Chain {
         let mut links = vec![Link {
             dir: host_dir.join(&snapshot.name),
             names: catalog.snapshot_names(snapshot.id)?,
+            renamed: catalog.snapshot_renamed(snapshot.id)?,
         }];
         // Publication order (id), never names: names are wall-clock stamps. Unpublished
         // rows count too: a run's folder has its final name a moment before the catalog
@@ -69,16 +73,20 @@ impl Chain {
             links.push(Link {
                 dir: host_dir.join(&s.name),
                 names: catalog.snapshot_names(s.id)?,
+                renamed: catalog.snapshot_renamed(s.id)?,
             });
         }
         if reached_newest {
             // A run in progress or interrupted may have taken files from the newest; it uses
-            // the disk's current rules.
+            // the disk's current rules, and keeps the newest one's renamed entries (names are
+            // stable across runs for what a run takes from the snapshot before it).
             let current = catalog.name_rules()?;
+            let renamed = links.last().map(|l| l.renamed.clone()).unwrap_or_default();
             for dir in crate::job::staging_folders(host_dir) {
                 links.push(Link {
                     dir,
                     names: current.clone(),
+                    renamed: renamed.clone(),
                 });
             }
         }
@@ -106,7 +114,7 @@ impl Chain {
     pub fn open(&self, e: &Entry) -> io::Result<Joined> {
         let mut last = io::Error::from(io::ErrorKind::NotFound);
         for (i, link) in self.links.iter().enumerate() {
-            let stored = stored_path(&link.names, &e.path);
+            let stored = link.renamed.path(&link.names, &e.path);
             let f = match open_pieces(&link.dir, &stored) {
                 Ok(f) => f,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {

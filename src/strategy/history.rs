@@ -20,8 +20,8 @@ use crate::store::parts;
 
 /// Move the previous snapshot's copy of unchanged `e` into the staging folder.
 pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
-    let stored = crate::store::names::stored_path(&stage.keep.names, &e.path);
-    let from = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
+    // Under the same name as in the previous snapshot (the job moves nothing else).
+    let from = prev_root.join(std::ffi::OsStr::from_bytes(&stage.stored(&e.path)));
     let to = stage.path(e);
     let pieces = parts::pieces(&from);
     if pieces.is_empty() {
@@ -52,15 +52,16 @@ pub fn take(stage: &Stage, prev_root: &Path, e: &Entry) -> io::Result<Linked> {
 }
 
 /// Resume: files an interrupted run moved out of the previous snapshot go back before the
-/// new listing decides again (a file unchanged then may have changed since). `names`: the
-/// previous snapshot's name rules, which a run that moved files from it also used.
-/// Returns how many were moved back.
+/// new listing decides again (a file unchanged then may have changed since). `names` and
+/// `renamed`: the previous snapshot's name rules and renamed entries, which a run that
+/// moved files from it also used. Returns how many were moved back.
 pub fn give_back(
     catalog: &Catalog,
     prev_id: i64,
     stage: &Stage,
     prev_root: &Path,
     names: &crate::store::names::NameRules,
+    renamed: &crate::store::clash::Renamed,
 ) -> Result<u64> {
     let mut files: HashSet<Vec<u8>> = HashSet::new();
     catalog.for_each_entry(prev_id, None, |e, _| {
@@ -81,7 +82,7 @@ pub fn give_back(
             gid: 0,
             target: None,
         };
-        let stored = crate::store::names::stored_path(names, &e.path);
+        let stored = renamed.path(names, &e.path);
         let staged = stage.root.join(std::ffi::OsStr::from_bytes(&stored));
         let home = prev_root.join(std::ffi::OsStr::from_bytes(&stored));
         // The plain file, or each part the home folder lacks (a move of parts cut short).

@@ -2,6 +2,7 @@
 //! FUSE, FAT32 through fusefat, tmpfs. Unmounted (and loop devices freed) when dropped.
 #![allow(dead_code)]
 
+pub mod big;
 pub mod tree;
 pub mod webdav;
 
