@@ -7,7 +7,8 @@ Builds the small tree (SMALL_FILES, default 100000) or, for large-*, LARGE_COUNT
 files (LARGE_SCALE), starts the private sshd, runs the scenarios before the one asked for
 unmeasured, then the asked one under `strace -c -f` (system calls by count and time), `perf
 record -g` (report printed, top entries) or `phases` (snapnest's own progress phases with
-times, from strace marks) or `massif` (valgrind heap profile). Not a test, not run by CI."""
+times, from strace marks) or `massif` (valgrind heap profile). SNAPNEST_BIN profiles that
+binary instead of building this checkout (to compare two builds). Not a test, not run by CI."""
 
 import os
 import subprocess
@@ -60,8 +61,10 @@ def main():
     scenario = sys.argv[1] if len(sys.argv) > 1 else "no-change"
     how = sys.argv[2] if len(sys.argv) > 2 else "strace"
     in_private_netns()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    snapnest = os.path.join(ROOT, "target", "release", "snapnest")
+    snapnest = os.environ.get("SNAPNEST_BIN")
+    if not snapnest:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        snapnest = os.path.join(ROOT, "target", "release", "snapnest")
     w = tempfile.mkdtemp(prefix="snapnest-profile.", dir=os.environ.get("WORK", "/var/tmp"))
     seed = os.environ.get("SEED", "20261129")
     large = scenario.startswith("large-")
