@@ -328,7 +328,6 @@ fn run(
         }
     }
 
-    drop((unchanged, refused, folded));
     progress.set_phase("fetching");
     progress.start_totals(
         to_fetch.len() as u64,
@@ -459,8 +458,7 @@ fn run(
     drop(source);
     // Per-file state that the rest of the run does not need goes before the manifest is
     // built: the high-water mark is what the box pays.
-    drop(to_fetch);
-    drop(fetched_size);
+    drop((to_fetch, fetched_size, unchanged));
 
     progress.checkpoint()?;
     progress.set_phase("finishing");
