@@ -515,7 +515,7 @@ fn run(
                 stats.bytes += e.size;
             }
             dirty[kept] = dirty[i];
-            hashes[kept] = if e.kind == Kind::File { hashes[i] } else { None };
+            hashes[kept] = hashes[i].filter(|_| e.kind == Kind::File);
             kept += 1;
         }
         i += 1;
@@ -524,7 +524,6 @@ fn run(
     drop(stored);
     dirty.truncate(kept);
     hashes.truncate(kept);
-    manifest.shrink_to_fit();
     let manifest_dirty = dirty;
     report.stats.warnings = report
         .problems
