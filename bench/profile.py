@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Where does a snapnest run spend its time? Profile one scenario on a seeded tree.
 
-    sudo bench/profile.py [initial|no-change|churn|large-initial|large-churn] [strace|perf|phases|massif]
+    sudo bench/profile.py [initial|no-change|churn|large-initial|large-churn] [strace|perf|phases|massif|rss]
 
 Builds the small tree (SMALL_FILES, default 100000) or, for large-*, LARGE_COUNT large
 files (LARGE_SCALE), starts the private sshd, runs the scenarios before the one asked for
 unmeasured, then the asked one under `strace -c -f` (system calls by count and time), `perf
 record -g` (report printed, top entries) or `phases` (snapnest's own progress phases with
-times, from strace marks) or `massif` (valgrind heap profile). Not a test, not run by CI."""
+times, from strace marks) or `massif` (valgrind heap profile). SNAPNEST_BIN profiles that
+binary instead of building this checkout (to compare two builds). Not a test, not run by CI."""
 
 import os
 import subprocess
@@ -60,8 +61,10 @@ def main():
     scenario = sys.argv[1] if len(sys.argv) > 1 else "no-change"
     how = sys.argv[2] if len(sys.argv) > 2 else "strace"
     in_private_netns()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    snapnest = os.path.join(ROOT, "target", "release", "snapnest")
+    snapnest = os.environ.get("SNAPNEST_BIN")
+    if not snapnest:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        snapnest = os.path.join(ROOT, "target", "release", "snapnest")
     w = tempfile.mkdtemp(prefix="snapnest-profile.", dir=os.environ.get("WORK", "/var/tmp"))
     seed = os.environ.get("SEED", "20261129")
     large = scenario.startswith("large-")
@@ -95,6 +98,25 @@ def main():
                                   "--percent-limit", "1.5", "-g", "none"],
                                  capture_output=True, text=True).stdout
             print(out[:12000])
+        elif how == "rss":
+            # Peak RSS of the same scenario, repeated (no-change stays no-change), for each
+            # binary in RSS_BINS and each environment in RSS_ENVS ("-" = as is; e.g.
+            # MALLOC_MMAP_THRESHOLD_=131072 to see what glibc's heap keeps resident).
+            bins = os.environ.get("RSS_BINS", snapnest).split()
+            envs = os.environ.get("RSS_ENVS", "-").split()
+            ru = os.path.join(w, "ru")
+            for rep in range(int(os.environ.get("RSS_REPS", "2"))):
+                for b in bins:
+                    for e in envs:
+                        env = dict(os.environ)
+                        if e != "-":
+                            k, v = e.split("=", 1)
+                            env[k] = v
+                        subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", ru, b, *cmd[1:]],
+                                       check=True, env=env, stdout=subprocess.DEVNULL)
+                        kib = int(open(ru).read().split()[-1])
+                        print(f"rss {wanted} {os.path.basename(b)} {e}: {kib / 1024:.1f} MB",
+                              flush=True)
         elif how == "massif":
             out = os.path.join(w, "massif.out")
             subprocess.run(["valgrind", "--tool=massif", "--pages-as-heap=no",

@@ -36,6 +36,10 @@ pub(super) fn open_connection(
         .map_err(err("setting journal mode"))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err("configuring"))?;
+    // Manifests are read and written in path order, so a page cache larger than 512 KiB buys
+    // little; SQLite's default (2 MB) was 6 % of a 100,000-file run's heap (massif).
+    conn.pragma_update(None, "cache_size", -512)
+        .map_err(err("configuring"))?;
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })

@@ -200,7 +200,9 @@ fn run(
         })?;
     }
     // Content hashes of the previous snapshot: an unchanged, shared file keeps its hash.
-    let mut prev_hash: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
+    // One vector for old and new hashes (33 B a file): a file that is fetched after all
+    // overwrites the old one, and one that ends up not stored leaves the manifest.
+    let mut hashes: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     if let Some(prev) = &prev {
         let mut i = 0;
         catalog.for_each_hash(prev.id, |path, hash| {
@@ -208,11 +210,10 @@ fn run(
                 i += 1;
             }
             if i < entries.len() && entries[i].path == path && unchanged[i] {
-                prev_hash[i] = Some(hash);
+                hashes[i] = Some(hash);
             }
         })?;
     }
-    let mut hashes: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
 
     // Case clashes get names of their own (see store::clash), the same ones as last run.
@@ -320,7 +321,9 @@ fn run(
                 if resuming && trusted && stage.complete(e) {
                     stats.resumed += 1;
                     // Written by the interrupted run: read it once to learn its hash.
-                    hashes[i] = prev_hash[i].or_else(|| hash_stored(&stage.path(e)));
+                    if hashes[i].is_none() {
+                        hashes[i] = hash_stored(&stage.path(e));
+                    }
                     continue;
                 }
                 let linked = match (&prev_root, unchanged[i]) {
@@ -334,7 +337,9 @@ fn run(
                         stats.linked += 1;
                         // Unhashed only when the previous snapshot predates hashes: read it
                         // once, so every snapshot from now on is hashed.
-                        hashes[i] = prev_hash[i].or_else(|| hash_stored(&stage.path(e)));
+                        if hashes[i].is_none() {
+                            hashes[i] = hash_stored(&stage.path(e));
+                        }
                     }
                     Linked::No => to_fetch.push(i),
                 }
@@ -499,6 +504,9 @@ fn run(
         }
     }
     drop(source);
+    // Per-file state that the rest of the run does not need goes before the manifest is
+    // built: the high-water mark is what the box pays.
+    drop((to_fetch, fetched_size, unchanged));
 
     progress.checkpoint()?;
     progress.set_phase("finishing");
@@ -540,16 +548,12 @@ fn run(
 
     // The manifest says what is in the snapshot: stored entries, with fetched sizes.
     // Filtered in place, as the listing is the largest thing in memory.
+    // Its dirty flags and hashes are compacted the same way, in place too.
     let mut manifest = entries;
-    let mut manifest_dirty = Vec::with_capacity(manifest.len());
-    let mut manifest_hashes: Vec<(usize, [u8; 32])> = Vec::new();
-    let mut i = 0;
+    let (mut i, mut kept) = (0, 0);
     manifest.retain(|e| {
         let keep = stored[i] || e.kind.is_special();
         if keep {
-            if let (Kind::File, Some(h)) = (e.kind, hashes[i]) {
-                manifest_hashes.push((manifest_dirty.len(), h));
-            }
             let stats = &mut report.stats;
             if !e.kind.is_special() {
                 stats.entries += 1;
@@ -558,11 +562,17 @@ fn run(
                 stats.files += 1;
                 stats.bytes += e.size;
             }
-            manifest_dirty.push(dirty[i]);
+            dirty[kept] = dirty[i];
+            hashes[kept] = hashes[i].filter(|_| e.kind == Kind::File);
+            kept += 1;
         }
         i += 1;
         keep
     });
+    drop(stored);
+    dirty.truncate(kept);
+    hashes.truncate(kept);
+    let manifest_dirty = dirty;
     report.stats.warnings = report
         .problems
         .iter()
@@ -599,9 +609,10 @@ fn run(
     catalog.set_snapshot_renamed(snapshot_id, &renamed)?;
     catalog.set_hashes(
         snapshot_id,
-        manifest_hashes
+        manifest
             .iter()
-            .map(|(k, h)| (manifest[*k].path.as_slice(), h)),
+            .zip(&hashes)
+            .filter_map(|(e, h)| Some((e.path.as_slice(), h.as_ref()?))),
     )?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
