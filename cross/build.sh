@@ -19,7 +19,7 @@ budget_kib() {
     case "$1" in
         mipsel-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;    # measured 8328
         mips-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;      # measured 8325
-        aarch64-*) echo "${SNAPNEST_BUDGET_KIB:-6700}" ;;   # measured 6313
+        aarch64-*) echo "${SNAPNEST_BUDGET_KIB:-6850}" ;;   # measured 6508
         x86_64-*) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;    # measured 7707
         armv7-*) echo "${SNAPNEST_BUDGET_KIB:-6300}" ;;     # measured 6012
         *) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;           # any other: as x86_64
