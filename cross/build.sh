@@ -14,15 +14,15 @@ ALL=(mipsel-unknown-linux-musl mips-unknown-linux-musl armv7-unknown-linux-musle
 # router pays is flash: on its compressed overlay (JFFS2/UBIFS) a binary costs roughly its
 # gzip size (mipsel 3.4 MiB), which fits the free space of a 16 MiB-flash OpenWrt box; on
 # an 8 MiB one it goes on the USB disk (Entware's /opt, or extroot). MIPS is larger: its
-# code is less dense and OpenSSL runs without assembly there. The armv7 budget is
-# provisional until measured (as x86_64).
+# code is less dense and OpenSSL runs without assembly there.
 budget_kib() {
     case "$1" in
-        mipsel-*) echo "${SNAPNEST_BUDGET_KIB:-8500}" ;;    # measured 8059
-        mips-*) echo "${SNAPNEST_BUDGET_KIB:-8500}" ;;      # measured 8058
-        aarch64-*) echo "${SNAPNEST_BUDGET_KIB:-6700}" ;;   # measured 6313
-        x86_64-*) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;    # measured 7707
-        *) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;           # armv7: provisional, as x86_64
+        mipsel-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;    # measured 8328
+        mips-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;      # measured 8325
+        aarch64-*) echo "${SNAPNEST_BUDGET_KIB:-6850}" ;;   # measured 6508
+        x86_64-*) echo "${SNAPNEST_BUDGET_KIB:-8400}" ;;    # measured 7993
+        armv7-*) echo "${SNAPNEST_BUDGET_KIB:-6300}" ;;     # measured 6012
+        *) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;           # any other: as x86_64
     esac
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod dest;
 pub mod error;
+pub mod file_time;
 pub mod hooks;
 pub mod job;
 pub mod localtime;

@@ -359,15 +359,7 @@ fn mtime_step(a: &Path) -> Result<u64> {
     // By path, not through a descriptor: FUSE filesystems stamp the time of the last
     // write when a descriptor opened for writing is closed.
     let set = |ns: i64| -> io::Result<i64> {
-        let ts = rustix::fs::Timespec {
-            tv_sec: ns.div_euclid(1_000_000_000),
-            tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: ts,
-            last_modification: ts,
-        };
-        rustix::fs::utimensat(rustix::fs::CWD, a, &times, rustix::fs::AtFlags::empty())?;
+        crate::file_time::set_times(a, ns, crate::file_time::Follow::Links)?;
         let m = fs::metadata(a)?;
         Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
     };

@@ -463,19 +463,5 @@ pub fn system_time(ns: i64) -> SystemTime {
 }
 
 fn set_times_nofollow(p: &Path, ns: i64) -> io::Result<()> {
-    let ts = rustix::fs::Timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: ts,
-        last_modification: ts,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        p,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(io::Error::from)
+    crate::file_time::set_times(p, ns, crate::file_time::Follow::NoLinks)
 }
