@@ -184,11 +184,7 @@ impl Storage {
         self.check_id(c, &path)
     }
 
-    fn check_id(
-        &self,
-        c: crate::catalog::Catalog,
-        path: &Path,
-    ) -> Result<crate::catalog::Catalog> {
+    fn check_id(&self, c: crate::catalog::Catalog, path: &Path) -> Result<crate::catalog::Catalog> {
         match c.storage_id()? {
             Some(id) if id == self.id => Ok(c),
             other => Err(Error::Other(format!(

@@ -78,7 +78,9 @@ fn exfat_case_clash_browses_and_downloads_each_file() {
         .to_string_lossy()
         .into_owned();
     let web = webutil::start_with(setup, "");
-    let folder = web.get_t(&snap_url("browse", "box", &snap, src.path())).text();
+    let folder = web
+        .get_t(&snap_url("browse", "box", &snap, src.path()))
+        .text();
     assert!(
         folder.contains(">Notes.txt</a>") && folder.contains(">notes.txt</a>"),
         "{folder}"

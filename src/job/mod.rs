@@ -605,7 +605,11 @@ fn run(
     catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     catalog.set_snapshot_names(snapshot_id, &stage.keep.names)?;
     let mut renamed = stage.renamed.clone();
-    renamed.retain(|p| manifest.binary_search_by(|e| e.path.as_slice().cmp(p)).is_ok());
+    renamed.retain(|p| {
+        manifest
+            .binary_search_by(|e| e.path.as_slice().cmp(p))
+            .is_ok()
+    });
     catalog.set_snapshot_renamed(snapshot_id, &renamed)?;
     catalog.set_hashes(
         snapshot_id,

@@ -74,7 +74,8 @@ pub enum CopyError {
 impl Stage {
     /// Where `e` is stored: names the disk refuses are escaped (see `store::names`).
     pub fn path(&self, e: &Entry) -> PathBuf {
-        self.root.join(std::ffi::OsStr::from_bytes(&self.stored(&e.path)))
+        self.root
+            .join(std::ffi::OsStr::from_bytes(&self.stored(&e.path)))
     }
 
     /// Where manifest path `path` is stored, relative to a snapshot folder.
@@ -268,8 +269,8 @@ impl Stage {
                             file.set_len(in_part).map_err(CopyError::Write)?;
                         }
                         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
-                        let next = create(&part_path(&p, part.max(1) + 1))
-                            .map_err(CopyError::Write)?;
+                        let next =
+                            create(&part_path(&p, part.max(1) + 1)).map_err(CopyError::Write)?;
                         // Closed before any rename: fusefat loses a file renamed while open.
                         drop(std::mem::replace(&mut file, next));
                         if part == 0 {
@@ -384,9 +385,7 @@ impl Stage {
         // Compared as stored: escaped names sort differently from the originals.
         let mut stored: Vec<(Vec<u8>, bool)> = wanted
             .iter()
-            .map(|e| {
-                (self.stored(&e.path).into_owned(), e.kind == Kind::Dir)
-            })
+            .map(|e| (self.stored(&e.path).into_owned(), e.kind == Kind::Dir))
             .collect();
         stored.sort();
         let mut removed = 0;

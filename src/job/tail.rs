@@ -71,9 +71,7 @@ pub fn fetch_appended(
         let Some(old) = previous(catalog, prev_id, e)? else {
             continue;
         };
-        let from = prev_root.join(std::ffi::OsStr::from_bytes(
-            &stage.stored(&e.path),
-        ));
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stage.stored(&e.path)));
         if std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file() && m.len() == old) {
             grown.push((i, old, from));
         }
@@ -126,9 +124,7 @@ pub fn fetch_appended(
     let mut ready = Vec::new();
     for c in same.drain(..) {
         let e = &entries[c.index];
-        let from = prev_root.join(std::ffi::OsStr::from_bytes(
-            &stage.stored(&e.path),
-        ));
+        let from = prev_root.join(std::ffi::OsStr::from_bytes(&stage.stored(&e.path)));
         match start_from_old(stage, &from, e, c.old) {
             Ok(file) => ready.push((c, file)),
             Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => {

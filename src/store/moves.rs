@@ -51,21 +51,8 @@ pub fn rename_keeping_mtime(from: &Path, to: &Path) -> io::Result<()> {
     if !md.is_file() {
         return Ok(());
     }
-    let ts = rustix::fs::Timespec {
-        tv_sec: md.mtime(),
-        tv_nsec: md.mtime_nsec() as _,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: ts,
-        last_modification: ts,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        to,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(io::Error::from)
+    let ns = md.mtime() as i64 * 1_000_000_000 + md.mtime_nsec() as i64;
+    crate::file_time::set_times(to, ns, crate::file_time::Follow::NoLinks)
 }
 
 fn move_all(staging: &Path, final_path: &Path) -> Result<()> {

@@ -257,7 +257,10 @@ mod merge_tests {
         fs::write(part(&doomed, "h", 2), "h2").unwrap();
         merge_into(&doomed, &older).unwrap();
         for n in 1..=3 {
-            assert_eq!(fs::read_to_string(part(&older, "f", n)).unwrap(), format!("f{n}"));
+            assert_eq!(
+                fs::read_to_string(part(&older, "f", n)).unwrap(),
+                format!("f{n}")
+            );
         }
         assert!(!part(&older, "g", 1).exists() && !part(&older, "g", 2).exists());
         assert_eq!(fs::read_to_string(older.join("g")).unwrap(), "own g");
