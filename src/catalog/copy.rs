@@ -33,7 +33,7 @@ pub struct CopyBack {
 /// The generation and storage id of a catalog file, read without writing anything next to
 /// it (immutable: no journal, no lock files on the disk).
 fn stamp(path: &Path) -> Result<(i64, Option<String>)> {
-    let uri = format!("file:{}?immutable=1", path.display());
+    let uri = format!("file:{}?immutable=1", uri_path(path));
     let conn = Connection::open_with_flags(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
@@ -46,6 +46,22 @@ fn stamp(path: &Path) -> Result<(i64, Option<String>)> {
     };
     let generation = get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0);
     Ok((generation, get("storage_id")?))
+}
+
+/// `path` as the path part of an SQLite URI: `?`, `#` and `%` in a storage path would
+/// otherwise end or escape it.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Open the working copy `local` of the disk's catalog `disk` for storage `id`.
@@ -229,5 +245,28 @@ fn remove_leftovers(meta_dir: &Path) {
         if !alive {
             let _ = fs::remove_file(item.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_storage_path_with_uri_characters_is_escaped() {
+        assert_eq!(
+            super::uri_path(std::path::Path::new("/mnt/usb 50%?#/x.db")),
+            "/mnt/usb%2050%25%3F%23/x.db"
+        );
+        // And SQLite finds the file behind it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usb 50%?#").join("catalog.db");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+             INSERT INTO meta VALUES ('generation', '7'), ('storage_id', 'abc');",
+        )
+        .unwrap();
+        drop(conn);
+        assert_eq!(super::stamp(&path).unwrap(), (7, Some("abc".to_string())));
     }
 }

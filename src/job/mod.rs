@@ -100,6 +100,14 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
             report.interrupted = true;
             catalog.mark_interrupted(run_id)?;
         }
+        // Where the disk holds a copy of the catalog (FAT32), the run is only on the disk
+        // once the copy is: a silent failure would leave a snapshot no catalog lists there.
+        catalog.save_copy().map_err(|e| {
+            Error::Other(format!(
+                "the snapshot is stored, but the catalog copy on the disk was not updated \
+                 ({e}); the next command saves it again"
+            ))
+        })?;
         outcome
     })();
     if let Err(e) = result {
