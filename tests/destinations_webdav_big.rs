@@ -40,6 +40,18 @@ fn file_bytes(dir: &Path) -> u64 {
     sum
 }
 
+/// Free bytes where `p` is (`stat -f`).
+fn free_bytes(p: &Path) -> u64 {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(p)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    v[0] * v[1]
+}
+
 fn snapshots(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -55,6 +67,16 @@ fn webdav_sparse_multi_gib_and_over_4_gib_files_round_trip() {
     if let Some(why) = missing_facility() {
         panic!("cannot test WebDAV on this machine: {why}");
     }
+    // The server's folder (8 GiB: no holes on WebDAV) and davfs2's cache (as much again)
+    // both live in the temp dir: say so plainly rather than fail half way with ENOSPC.
+    let tmp = std::env::temp_dir();
+    let free = free_bytes(&tmp);
+    assert!(
+        free > 17 * GIB,
+        "this test needs ~17 GiB free in {} (server copy + davfs2 cache), has {} MiB",
+        tmp.display(),
+        free / MIB
+    );
     let t0 = Instant::now();
     let dav = WebDav::start();
     let work = tempfile::tempdir().unwrap();
