@@ -11,9 +11,9 @@ use super::tree::{change, odd_tree, used_bytes};
 use super::{missing_facility, Fs, Mounted};
 use crate::common::{assert_same_tree, in_snap, local_host, set_mtime, snapnest, text};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-const HUGE: [&str; 2] = ["disk.img", "over-4-gib.bin"];
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+pub const HUGE: [&str; 2] = ["disk.img", "over-4-gib.bin"];
 
 /// The data regions of a sparse file (SEEK_DATA / SEEK_HOLE): everything else reads as zeros.
 pub fn data_regions(f: &fs::File) -> Vec<(u64, u64)> {
@@ -61,7 +61,7 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
 
 /// `huge/` of the source: a 2 GiB disk image with two data regions, and a file whose last
 /// byte is at 4 GiB exactly (one past FAT32's limit), both sparse here.
-fn huge_files(dir: &Path) {
+pub fn huge_files(dir: &Path) {
     fs::create_dir_all(dir).unwrap();
     let f = fs::File::create(dir.join("disk.img")).unwrap();
     f.write_all_at(b"boot sector", 0).unwrap();
@@ -74,8 +74,42 @@ fn huge_files(dir: &Path) {
     set_mtime(&dir.join("over-4-gib.bin"), 1_700_000_000_000_000_003);
 }
 
+/// The second run's change to `huge/`: 21 bytes written into the 2 GiB image's hole at
+/// 1.5 GiB, and a new mtime; the 4 GiB + 1 file stays as it was.
+pub fn change_huge(dir: &Path) {
+    let img = dir.join("disk.img");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .write_all_at(b"a new partition table", 3 * GIB / 2)
+        .unwrap();
+    set_mtime(&img, 1_700_100_000_000_000_000);
+}
+
+/// The restored `huge/` (`back`) is `expected` again: size, ns mtime, mode, content, holes
+/// kept on the restore side, and the big one is 4 GiB + 1 byte exactly.
+pub fn assert_huge_restored(expected: &Path, back: &Path, what: &str) {
+    for file in HUGE {
+        let (a, b) = (expected.join(file), back.join(file));
+        let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+        let what = format!("{file} of {what}");
+        assert_eq!(ma.len(), mb.len(), "size of {what}");
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {what}"
+        );
+        assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
+        assert!(mb.blocks() * 512 < 4 * MIB, "{what} restored sparse");
+        assert!(same_content(&a, &b), "content of {what}");
+    }
+    let big = fs::metadata(back.join("over-4-gib.bin")).unwrap().len();
+    assert_eq!(big, 4 * GIB + 1, "over-4-gib.bin of {what}");
+}
+
 /// A copy that keeps holes (the source's state at one point, to compare restores with).
-fn sparse_copy(from: &Path, to: &Path) {
+pub fn sparse_copy(from: &Path, to: &Path) {
     let out = std::process::Command::new("cp")
         .args(["-a", "--sparse=always"])
         .arg(from)
@@ -125,14 +159,7 @@ pub fn big_files_round_trip(fs: Fs, size_mib: u64) {
     let before = used_bytes(&m.mnt);
 
     change(&src.join("tree"));
-    let img = src.join("huge/disk.img");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&img)
-        .unwrap()
-        .write_all_at(b"a new partition table", 3 * GIB / 2)
-        .unwrap();
-    set_mtime(&img, 1_700_100_000_000_000_000);
+    change_huge(&src.join("huge"));
     let second = work.path().join("second");
     sparse_copy(&src, &second);
     let t = run(&["backup", "box"]);
@@ -172,28 +199,10 @@ pub fn big_files_round_trip(fs: Fs, size_mib: u64) {
         run(&["restore", "box", name, "/", "--to", to.to_str().unwrap()]);
         let back = in_snap(&to, &src);
         assert_same_tree(&expected.join("tree"), &back.join("tree"));
-        for file in HUGE {
-            let (a, b) = (
-                expected.join("huge").join(file),
-                back.join("huge").join(file),
-            );
-            let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
-            let what = format!("{file} of {name} on {fs:?}");
-            assert_eq!(ma.len(), mb.len(), "size of {what}");
-            assert_eq!(
-                (ma.mtime(), ma.mtime_nsec()),
-                (mb.mtime(), mb.mtime_nsec()),
-                "mtime of {what}"
-            );
-            assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
-            assert!(mb.blocks() * 512 < 4 * MIB, "{what} restored sparse");
-            assert!(same_content(&a, &b), "content of {what}");
-        }
-        assert_eq!(
-            fs::metadata(back.join("huge/over-4-gib.bin"))
-                .unwrap()
-                .len(),
-            4 * GIB + 1
+        assert_huge_restored(
+            &expected.join("huge"),
+            &back.join("huge"),
+            &format!("{name} on {fs:?}"),
         );
         fs::remove_dir_all(&to).unwrap();
     }

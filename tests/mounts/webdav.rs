@@ -96,6 +96,8 @@ impl WebDav {
             assert!(Instant::now() < deadline, "apache did not listen on {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // cache_size 16384 (MiB): davfs2 keeps whole files in its cache, and the big-file
+        // test reads back 6 GiB; the default 50 MiB would evict and fetch them again.
         // buf_size 64: davfs2 1.6's readdir fails with EINVAL on kernels from 6.16 on with
         // its default buffer (davfs2 issue #22); the larger buffer is the known workaround.
         let secrets = d.join("secrets");
@@ -105,7 +107,7 @@ impl WebDav {
         fs::write(
             &conf,
             format!(
-                "secrets {}\ncache_dir {}\nbuf_size 64\nuse_locks 1\n",
+                "secrets {}\ncache_dir {}\nbuf_size 64\nuse_locks 1\ncache_size 16384\n",
                 secrets.display(),
                 d.join("cache").display()
             ),
@@ -187,7 +189,8 @@ impl WebDav {
         };
         if mounted(()) {
             let _ = Command::new("umount").arg(mnt).output();
-            let deadline = Instant::now() + Duration::from_secs(60);
+            // Minutes, not seconds: the big-file test leaves GiBs to upload.
+            let deadline = Instant::now() + Duration::from_secs(900);
             while mounted(()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -197,7 +200,7 @@ impl WebDav {
             "{}.pid",
             mnt.trim_start_matches('/').replace('/', "-")
         ));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(900);
         while pid.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
