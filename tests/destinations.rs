@@ -192,12 +192,7 @@ fn round_trip(m: &Mounted, config_extra: &str) -> Trip {
         list.contains(&format!("strategy {strategy}")),
         "list names the strategy: {list}"
     );
-    let mut snapshots: Vec<PathBuf> = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    snapshots.sort();
+    let snapshots = mounts::snapshot_dirs(&store.join("box"));
     assert_eq!(snapshots.len(), 2, "{snapshots:?}");
     for (snap, expected) in snapshots.iter().zip([&first, &second]) {
         let name = snap.file_name().unwrap().to_str().unwrap();
@@ -598,12 +593,7 @@ fn prune_the_middle(m: &Mounted) -> Vec<PathBuf> {
     run(&["backup", "box"]);
     let t = run(&["prune", "box"]);
     assert!(t.contains("pruned 1 snapshot"), "{t}");
-    let mut left: Vec<PathBuf> = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    left.sort();
+    let left = mounts::snapshot_dirs(&store.join("box"));
     assert_eq!(left.len(), 2, "{left:?}");
     for (snap, expected) in left.iter().zip([&first, &third]) {
         let name = snap.file_name().unwrap().to_str().unwrap();

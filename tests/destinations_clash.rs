@@ -59,15 +59,7 @@ fn exfat_case_clashes_are_stored_renamed_and_restored_under_their_own_names() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {t}");
         t
     };
-    let snapshots = || {
-        let mut v: Vec<_> = fs::read_dir(store.join("box"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-            .collect();
-        v.sort();
-        v
-    };
+    let snapshots = || mounts::snapshot_dirs(&store.join("box"));
     let restore_equals = |snap: &Path, expected: &Path| {
         let name = snap.file_name().unwrap().to_str().unwrap();
         let to = work.path().join(format!("restored-{name}"));
@@ -185,11 +177,7 @@ fn exfat_case_clash_in_a_killed_history_run_is_read_and_resumed_under_its_own_na
     run(&["backup", "box"]);
     let first = work.path().join("first");
     keep_copy(&src, &first);
-    let snap1 = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .unwrap();
+    let snap1 = mounts::snapshot_dirs(&store.join("box")).remove(0);
     let renamed = in_snap(&snap1, &src).join("%70air.txt");
     assert_eq!(fs::read(&renamed).unwrap(), b"lower\n");
 
@@ -222,12 +210,7 @@ fn exfat_case_clash_in_a_killed_history_run_is_read_and_resumed_under_its_own_na
     assert!(t.contains("box: good"), "{t}");
     let second = work.path().join("second");
     keep_copy(&src, &second);
-    let mut snaps: Vec<_> = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    snaps.sort();
+    let snaps = mounts::snapshot_dirs(&store.join("box"));
     assert_eq!(snaps.len(), 2);
     assert_eq!(
         fs::read(in_snap(&snaps[1], &src).join("%70air.txt")).unwrap(),

@@ -65,13 +65,7 @@ fn disk_catalog(store: &Path) -> (String, i64, i64, i64) {
 }
 
 fn snapshots(store: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    v.sort();
-    v
+    mounts::snapshot_dirs(&store.join("box"))
 }
 
 fn leftovers(store: &Path) -> Vec<String> {

@@ -121,12 +121,7 @@ fn exfat_image_round_trip_with_hard_links_inside() {
     eprintln!("second run took {used} bytes inside the image");
     assert_eq!(mounts_under(&state).len(), 1, "left mounted: {t}");
 
-    let mut snaps: Vec<PathBuf> = fs::read_dir(mnt.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    snaps.sort();
+    let snaps = mounts::snapshot_dirs(&mnt.join("box"));
     assert_eq!(snaps.len(), 2, "{snaps:?}");
     // Hard links inside the image: the unchanged 3 MiB file is one inode in both.
     let big = |s: &Path| fs::metadata(in_snap(s, &src).join("big/unchanged.bin")).unwrap();

@@ -5,7 +5,7 @@ mod common;
 mod mounts;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use mounts::tree::{change, keep_copy, odd_tree};
@@ -26,16 +26,6 @@ fn run(config: &Path, args: &[&str], code: i32) -> String {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(code), "{args:?}:\n{t}");
     t
-}
-
-fn snapshots(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -101,7 +91,7 @@ fn webdav_through_davfs2_copy_with_history_round_trip() {
     let served = dav.served.join("store");
     assert!(served.join(".snapnest/marker").is_file());
     assert!(served.join(".snapnest/catalog.db").is_file());
-    let on_server = snapshots(&served.join("box"));
+    let on_server = mounts::snapshot_dirs(&served.join("box"));
     assert_eq!(on_server.len(), 2, "{on_server:?}");
     // The newest is the full mirror; the older keeps only what the second run replaced or
     // deleted (a.txt, docs/report.odt), not the unchanged 3 MiB file.

@@ -8,7 +8,7 @@ mod common;
 mod mounts;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use common::*;
@@ -50,16 +50,6 @@ fn free_bytes(p: &Path) -> u64 {
     let t = String::from_utf8_lossy(&out.stdout);
     let v: Vec<u64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
     v[0] * v[1]
-}
-
-fn snapshots(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -112,7 +102,7 @@ fn webdav_sparse_multi_gib_and_over_4_gib_files_round_trip() {
         "webdav: unmount (uploads) took {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let on_server = snapshots(&dav.served.join("store/box"));
+    let on_server = mounts::snapshot_dirs(&dav.served.join("store/box"));
     assert_eq!(on_server.len(), 2, "{on_server:?}");
     let (old, new) = (
         in_snap(&on_server[0], &src).join("huge"),

@@ -176,12 +176,7 @@ pub fn big_files_round_trip(fs: Fs, size_mib: u64) {
         );
     }
 
-    let mut snapshots: Vec<_> = fs::read_dir(store.join("box"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
-        .collect();
-    snapshots.sort();
+    let snapshots = super::snapshot_dirs(&store.join("box"));
     assert_eq!(snapshots.len(), 2, "{snapshots:?}");
     if sparse_disk {
         // Holes stay holes on the disk: each stored copy holds its few data blocks only.

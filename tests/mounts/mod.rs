@@ -69,6 +69,17 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Why this machine cannot mount `fs` at all (no loop devices, no FUSE), if it cannot.
+/// The snapshot folders in a host's folder on the disk, oldest first (their names sort by date).
+pub fn snapshot_dirs(host_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("20"))
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn missing_facility(fs: Fs) -> Option<String> {
     let needs_loop = matches!(fs, Fs::Ext4 | Fs::Xfs | Fs::Btrfs | Fs::Exfat);
     let needs_fuse = matches!(fs, Fs::Exfat | Fs::Fat32 | Fs::Ntfs);
