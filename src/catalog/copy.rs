@@ -39,10 +39,14 @@ fn stamp(path: &Path) -> Result<(i64, Option<String>)> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(err_at(path, "opening copy"))?;
+    read_stamp(&conn, path)
+}
+
+fn read_stamp(conn: &Connection, path: &Path) -> Result<(i64, Option<String>)> {
     let get = |key: &str| -> Result<Option<String>> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(err_at(path, "reading copy"))
+            .map_err(err_at(path, "reading catalog"))
     };
     let generation = get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0);
     Ok((generation, get("storage_id")?))
@@ -113,13 +117,7 @@ pub fn open(local: &Path, disk: &Path, id: &str) -> Result<Catalog> {
 fn stamp_live(path: &Path) -> Result<(i64, Option<String>)> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(err_at(path, "opening"))?;
-    let get = |key: &str| -> Result<Option<String>> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(err_at(path, "reading"))
-    };
-    let generation = get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0);
-    Ok((generation, get("storage_id")?))
+    read_stamp(&conn, path)
 }
 
 /// The disk's copy becomes the working copy (its old WAL must not be replayed onto it).

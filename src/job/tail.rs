@@ -261,25 +261,17 @@ fn previous(catalog: &Catalog, prev_id: i64, e: &Entry) -> Result<Option<u64>> {
 /// sha256 (to compare with the host) and BLAKE3 (to go on over the tail) of the stored copy,
 /// which must be exactly `old` bytes long.
 fn hash_old(path: &Path, old: u64, buf: &mut [u8]) -> io::Result<([u8; 32], blake3::Hasher)> {
-    let mut f = stage::open_nofollow(path)?;
+    let f = stage::open_nofollow(path)?;
     let md = f.metadata()?;
     if !md.is_file() || md.len() != old {
         return Err(io::ErrorKind::InvalidData.into());
     }
     let mut sha = sha2::Sha256::new();
     let mut blake = blake3::Hasher::new();
-    let mut seen = 0u64;
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        sha.update(&buf[..n]);
-        blake.update(&buf[..n]);
-        seen += n as u64;
-    }
+    let seen = crate::verify::hash::each_chunk(f, buf, |chunk| {
+        sha.update(chunk);
+        blake.update(chunk);
+    })?;
     if seen != old {
         return Err(io::ErrorKind::InvalidData.into());
     }

@@ -44,20 +44,31 @@ pub fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
 }
 
 /// Hash an open file from its current offset to the end; with the length read.
-pub fn hash_open(mut f: impl Read, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
+pub fn hash_open(f: impl Read, buf: &mut [u8]) -> io::Result<([u8; 32], u64)> {
     let mut hasher = blake3::Hasher::new();
+    let len = each_chunk(f, buf, |chunk| {
+        hasher.update(chunk);
+    })?;
+    Ok((*hasher.finalize().as_bytes(), len))
+}
+
+/// Read `f` to its end through `buf`, handing each chunk to `each`; the bytes read.
+pub fn each_chunk(
+    mut f: impl Read,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<u64> {
     let mut len = 0u64;
     loop {
         let n = match f.read(buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(len),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
+        each(&buf[..n]);
         len += n as u64;
     }
-    Ok((*hasher.finalize().as_bytes(), len))
 }
 
 pub fn hex(h: &[u8; 32]) -> String {
