@@ -4,11 +4,15 @@
 //! `<host>/.incomplete-<stamp>/` → symlinks and folder metadata → catalog → sync → rename →
 //! `latest`. An interrupted run leaves the staging folder; the next run resumes into it.
 
+mod filtered;
 pub mod progress;
 mod publish;
 mod report;
+pub mod sorted;
 pub mod stage;
+pub mod stream_filters;
 mod tail;
+mod window;
 
 use std::collections::HashSet;
 use std::fs;
@@ -19,14 +23,17 @@ use crate::catalog::Catalog;
 use crate::config::Host;
 use crate::error::{Error, IoContext, Result};
 use crate::model::{Entry, FileProblem, Kind, Outcome, Severity};
-use crate::source::{Fetched, Source, Throttle};
+use crate::source::{Entries, Listing, Source};
 use crate::storage::{sync_dir, Storage};
-use crate::strategy::{Active, Strategy};
+use crate::strategy::Active;
+use filtered::{join_prev, Filtered};
+use sorted::Sorter;
+use window::Windows;
 pub use progress::{progress_line, Progress, ProgressView};
 pub use publish::{find_staging, new_staging_path, staging_dir, staging_folders};
 use publish::{point_latest, snapshot_name};
 pub use report::Report;
-use stage::{CopyError, Linked, Stage};
+use stage::Stage;
 
 /// A run that failed because the disk went away says so: "No such file or directory" on a
 /// staging path would send the user looking at the source.
@@ -123,6 +130,17 @@ fn first_run(catalog: &Catalog, host: &str) -> bool {
     matches!(catalog.latest_snapshot(host), Ok(None))
 }
 
+/// Entries held in memory at once: while listing (the rest wait in sorted runs on the backup
+/// disk), and per window while linking, fetching and recording. What bounds the box's memory
+/// on a large host. `SNAPNEST_WINDOW` lowers it (tests cross window boundaries with it).
+fn window_len() -> usize {
+    std::env::var("SNAPNEST_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(16_384)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     active: &Active,
@@ -146,13 +164,15 @@ fn run(
 
     progress.checkpoint()?;
     progress.set_phase("listing");
-    let listing = source.list(&host.name, &host.folders)?;
+    let window = window_len();
     let roots = host.folder_paths();
-    let listed_a_folder = listing
-        .entries
-        .iter()
-        .any(|e| e.kind == Kind::Dir && roots.contains(&e.path));
-    if !listed_a_folder {
+    // The listing's sorted runs go to the backup disk, not to the box's RAM or flash.
+    let mut listing = Listing {
+        entries: Entries::new(Sorter::spilling(host_dir, 2 * window), roots.clone()),
+        problems: Vec::new(),
+    };
+    source.list(&host.name, &host.folders, &mut listing)?;
+    if !listing.entries.listed_root() {
         // Not one configured folder could be listed (a share not mounted, the tools failed):
         // never publish a snapshot of nothing.
         let why = listing
@@ -170,20 +190,10 @@ fn run(
         });
     }
     report.problems.extend(listing.problems);
-    let mut entries = listing.entries;
-    // In place: a stable sort allocates a scratch copy of the listing (8 MB of a 28 MB heap
-    // peak at 100,000 files, bench/profile.py massif). Equal paths are the same record.
-    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    entries.dedup_by(|a, b| a.path == b.path);
-    let entries = keep_well_formed(entries, &mut report.problems);
-    let (mut entries, excluded) = host.rules.filter(entries, &host.folder_paths());
-    report.stats.excluded = excluded;
+    let sorted = listing.entries.finish()?;
 
-    // Merge-join with the previous manifest: both sorted by path bytes.
     let preserve_owner = rustix::process::geteuid().is_root();
     let prev = catalog.latest_snapshot(&host.name)?;
-    let mut unchanged = vec![false; entries.len()];
-    let mut in_prev = vec![false; entries.len()];
     // A previous snapshot stored under other name rules (the disk was measured differently
     // since) shares nothing: its files are found under its own names only, so all is fetched.
     let prev_names = match &prev {
@@ -193,64 +203,34 @@ fn run(
     let same_names = prev_names
         .as_ref()
         .is_none_or(|n| *n == active.keep().names);
-    if let Some(prev) = prev.as_ref().filter(|_| same_names) {
-        let mut i = 0;
-        catalog.for_each_entry(prev.id, None, |old, dirty| {
-            while i < entries.len() && entries[i].path < old.path {
-                i += 1;
-            }
-            if i < entries.len() && entries[i].path == old.path {
-                in_prev[i] = true;
-                unchanged[i] =
-                    !dirty && old.kind == Kind::File && entries[i].same_as(&old, preserve_owner);
-            }
-            Ok(())
-        })?;
-    }
-    // Content hashes of the previous snapshot: an unchanged, shared file keeps its hash.
-    // One vector for old and new hashes (33 B a file): a file that is fetched after all
-    // overwrites the old one, and one that ends up not stored leaves the manifest.
-    let mut hashes: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
-    if let Some(prev) = &prev {
-        let mut i = 0;
-        catalog.for_each_hash(prev.id, |path, hash| {
-            while i < entries.len() && entries[i].path.as_slice() < path {
-                i += 1;
-            }
-            if i < entries.len() && entries[i].path == path && unchanged[i] {
-                hashes[i] = Some(hash);
-            }
-        })?;
-    }
+    let base = prev.as_ref().filter(|_| same_names).map(|p| p.id);
     let prev_root = prev.as_ref().map(|p| host_dir.join(&p.name));
-
-    // Case clashes get names of their own (see store::clash), the same ones as last run.
     let prev_renamed = match prev.as_ref().filter(|_| same_names) {
         Some(p) => catalog.snapshot_renamed(p.id)?,
         None => Default::default(),
     };
-    let assigned = match active.findings.case_sensitive {
-        true => Default::default(),
-        false => {
-            let names = active.keep().names;
-            crate::store::clash::assign(&entries, &names, &in_prev, &prev_renamed)
-        }
-    };
     let (staging, resuming) = active.staging(host_dir, prev_root.as_deref())?;
-    let stage = Stage {
+    let mut stage = Stage {
         root: staging.clone(),
         preserve_owner: preserve_owner && active.findings.owner_kept.ok,
         keep: active.keep().split_at_most(host.split_at),
-        renamed: assigned.renamed,
+        renamed: Default::default(),
     };
-    if !stage.renamed.is_empty() || !prev_renamed.is_empty() {
-        // Shared only under one name: the previous snapshot's is looked up as this run's.
-        for (i, e) in entries.iter().enumerate() {
-            let before = prev_renamed.path(&stage.keep.names, &e.path);
-            if unchanged[i] && before != stage.stored(&e.path) {
-                unchanged[i] = false;
-            }
-        }
+    let mut filtered = Filtered::new(&sorted, host, &roots)?;
+
+    // Case clashes get names of their own (see store::clash), the same ones as last run. The
+    // names of a folder are compared with each other, so on a case-insensitive disk the
+    // whole listing is one window.
+    let mut whole = None;
+    let mut clashes = Default::default();
+    if !active.findings.case_sensitive {
+        let entries = filtered.by_ref().collect::<Result<Vec<Entry>>>()?;
+        let joined = join_prev(catalog, base, &entries, preserve_owner)?;
+        let names = &stage.keep.names;
+        let assigned = crate::store::clash::assign(&entries, names, &joined.in_prev, &prev_renamed);
+        stage.renamed = assigned.renamed;
+        clashes = assigned.clashes;
+        whole = Some((entries, joined));
     }
     // Whatever the strategy is now: the interrupted run may have been a copy-with-history run
     // (the strategy changed, or a re-probe chose another), whose staging folder holds files
@@ -262,325 +242,80 @@ fn run(
         crate::strategy::history::give_back(catalog, prev.id, &stage, root, names, renamed)?;
     }
     if resuming {
-        stage
-            .remove_unlisted(&entries)
-            .at(&staging, "cleaning up interrupted run in")?;
+        match &whole {
+            Some((entries, _)) => {
+                stage
+                    .remove_unlisted(entries)
+                    .at(&staging, "cleaning up interrupted run in")?;
+            }
+            None => {
+                // Stored names sort otherwise than paths: a second sort, of the stored names.
+                let mut names = Sorter::spilling(host_dir, 2 * window);
+                for e in Filtered::new(&sorted, host, &roots)? {
+                    let e = e?;
+                    let path = stage.stored(&e.path).into_owned();
+                    names.push(Entry { path, ..e });
+                }
+                let names = names.finish()?;
+                let mut wanted = names.iter()?.map(|e| e.map(|e| (e.path, e.kind == Kind::Dir)));
+                stage.remove_unlisted_sorted(&mut wanted)?;
+            }
+        }
     }
 
-    progress.set_phase("linking");
-    let mut to_fetch: Vec<usize> = Vec::new();
-    let mut stored = vec![true; entries.len()];
-    let stats = &mut report.stats;
-    // Folders whose name this disk refuses: they and everything in them are left out.
-    let mut refused: HashSet<&[u8]> = HashSet::new();
-    // Files already on the disk whose hash is not known yet (resumed, or linked from a
-    // snapshot made before hashes): read once, through one buffer for the whole run.
-    let mut hash_buf = vec![0u8; 1 << 16];
-    let mut hash_stored = |p: &Path| {
-        crate::verify::hash::hash_file(p, &mut hash_buf)
-            .ok()
-            .map(|(h, _)| h)
+    let snapshot_id = catalog.start_snapshot(&host.name, run_id, now_ms())?;
+    progress.start_totals(0, 0);
+    let mut windows = Windows {
+        active,
+        catalog,
+        host,
+        progress,
+        report,
+        source: &mut source,
+        stage: &stage,
+        snapshot_id,
+        prev: base.zip(prev_root.as_deref()),
+        prev_renamed: &prev_renamed,
+        resuming,
+        clashes,
+        refused: Default::default(),
+        renamed_kept: Default::default(),
+        hash_buf: vec![0u8; 1 << 16],
+        buf: vec![0u8; 1 << 20],
     };
-    for (i, e) in entries.iter().enumerate() {
-        if i % 4096 == 0 {
-            progress.checkpoint()?;
-        }
-        if crate::config::rules::parent(&e.path).is_some_and(|p| refused.contains(p)) {
-            stored[i] = false;
-            if e.kind == Kind::Dir {
-                refused.insert(&e.path);
+    match whole {
+        Some((entries, joined)) => windows.store(entries, joined)?,
+        None => loop {
+            let batch = filtered
+                .by_ref()
+                .take(window)
+                .collect::<Result<Vec<Entry>>>()?;
+            if batch.is_empty() {
+                break;
             }
-            continue;
-        }
-        if let Some(other) = assigned.clashes.get(&i) {
-            // Storing it would overwrite the other file on this case-insensitive disk.
-            report.problems.push(problem(
-                e,
-                "writing",
-                format!(
-                    "not stored: this disk does not tell its name from {other} (case-insensitive)"
-                ),
-                Severity::Error,
-            ));
-            stored[i] = false;
-            if e.kind == Kind::Dir {
-                refused.insert(&e.path);
-            }
-            continue;
-        }
-        match e.kind {
-            Kind::Dir => match stage.dir(e) {
-                Ok(()) => {}
-                Err(err) if name_not_storable(&err) => {
-                    report.problems.push(problem(
-                        e,
-                        "writing",
-                        format!("folder cannot be stored on this disk, left out with its contents: {err}"),
-                        Severity::Error,
-                    ));
-                    stored[i] = false;
-                    refused.insert(&e.path);
-                }
-                Err(err) => return Err(Error::io(stage.path(e), "creating folder", err)),
-            },
-            Kind::File => {
-                // A btrfs staging snapshot holds the previous copies: only unchanged ones count.
-                let trusted = active.strategy != Strategy::Btrfs || unchanged[i];
-                if resuming && trusted && stage.complete(e) {
-                    stats.resumed += 1;
-                    // Written by the interrupted run: read it once to learn its hash.
-                    if hashes[i].is_none() {
-                        hashes[i] = hash_stored(&stage.path(e));
-                    }
-                    continue;
-                }
-                let linked = match (&prev_root, unchanged[i]) {
-                    (Some(root), true) => {
-                        active.share(&stage, root, e).at(stage.path(e), "linking")?
-                    }
-                    _ => Linked::No,
-                };
-                match linked {
-                    Linked::Yes | Linked::Copied => {
-                        stats.linked += 1;
-                        // Unhashed only when the previous snapshot predates hashes: read it
-                        // once, so every snapshot from now on is hashed.
-                        if hashes[i].is_none() {
-                            hashes[i] = hash_stored(&stage.path(e));
-                        }
-                    }
-                    Linked::No => to_fetch.push(i),
-                }
-            }
-            Kind::Symlink => {}
-            _ => {
-                stats.skipped_special += 1;
-                stored[i] = false;
-            }
-        }
+            let joined = join_prev(windows.catalog, base, &batch, preserve_owner)?;
+            windows.store(batch, joined)?;
+        },
     }
-
-    let mut dirty = vec![false; entries.len()];
-    // Large files that grew at their end: only the new part crosses the wire (tail.rs).
-    if let (Some(prev), Some(root), true) = (&prev, &prev_root, same_names) {
-        let mut throttle = Throttle::new(host.bwlimit);
-        let appended = tail::fetch_appended(
-            &mut source,
-            catalog,
-            prev.id,
-            root,
-            &stage,
-            &entries,
-            &mut to_fetch,
-            &mut throttle,
-            progress,
-            &mut report.problems,
-        )?;
-        for a in appended {
-            hashes[a.index] = Some(a.hash);
-            dirty[a.index] = a.changed;
-            entries[a.index].size = a.size;
-            report.stats.new_files += 1;
-            report.stats.new_bytes += a.fetched;
-        }
-    }
-
-    progress.set_phase("fetching");
-    progress.start_totals(
-        to_fetch.len() as u64,
-        to_fetch.iter().map(|&i| entries[i].size).sum(),
-    );
-    let mut fetched_size: Vec<Option<u64>> = vec![None; to_fetch.len()];
-    {
-        let refs: Vec<&Entry> = to_fetch.iter().map(|&i| &entries[i]).collect();
-        let mut throttle = Throttle::new(host.bwlimit);
-        let mut buf = vec![0u8; 1 << 20];
-        let problems = &mut report.problems;
-        let local = matches!(source, Source::Local(_));
-        let hashes = &mut hashes;
-        let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
-            let i = to_fetch[k];
-            let e = &entries[i];
-            progress.checkpoint()?;
-            match event {
-                Fetched::Content {
-                    owner: Some(owner), ..
-                } if owner != (e.uid, e.gid) => {
-                    // Another owner than listed: the name now leads somewhere else (a folder
-                    // swapped for a symlink). Storing it could expose someone else's file.
-                    problems.push(problem(
-                        e,
-                        "reading",
-                        format!(
-                            "owner changed from {}:{} to {}:{} between listing and reading; skipped, the next run fetches it",
-                            e.uid, e.gid, owner.0, owner.1
-                        ),
-                        Severity::Warning,
-                    ));
-                    stage::remove(&stage.path(e))
-                        .map_err(|err| Error::io(stage.path(e), "removing", err))?;
-                }
-                Fetched::Content { reader, size, .. } => {
-                    progress.set_current(&e.display_path());
-                    let mut on_chunk = |n| {
-                        progress
-                            .bytes_done
-                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                    };
-                    // Hashed as written: what verify later expects to read back.
-                    let mut reader = crate::verify::hash::HashingReader::new(reader);
-                    let shown = match stage.write(e, &mut reader, &mut buf, &mut on_chunk) {
-                        Ok(n) => {
-                            hashes[i] = Some(reader.finish());
-                            n
-                        }
-                        Err(CopyError::Read(err)) if local => {
-                            // A bad sector or an I/O error on a share: this file, not the run.
-                            problems.push(problem(e, "reading", err.to_string(), Severity::Error));
-                            fetched_size[k] = None;
-                            stage::remove(&stage.path(e)).map_err(|err| Error::io(stage.path(e), "removing", err))?;
-                            return Ok(());
-                        }
-                        Err(CopyError::Read(err)) => {
-                            return Err(Error::Other(format!(
-                                "the connection stopped while reading {} ({err}); the next run resumes where this one stopped",
-                                e.display_path()
-                            )))
-                        }
-                        Err(CopyError::Write(err)) if name_not_storable(&err) => {
-                            problems.push(problem(
-                                e,
-                                "writing",
-                                format!("cannot be stored on this disk: {err}"),
-                                Severity::Error,
-                            ));
-                            return Ok(());
-                        }
-                        Err(CopyError::Write(err)) => {
-                            return Err(Error::io(stage.path(e), "writing", err))
-                        }
-                    };
-                    if shown != e.size || size != e.size {
-                        dirty[i] = true;
-                        stage
-                            .mark_unfinished(e)
-                            .map_err(|err| Error::io(stage.path(e), "writing", err))?;
-                        problems.push(problem(
-                            e,
-                            "reading",
-                            "changed while being read (size differs from the listing)".into(),
-                            Severity::Warning,
-                        ));
-                    }
-                    fetched_size[k] = Some(shown);
-                    progress
-                        .files_done
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Fetched::Changed { message } => {
-                    dirty[i] = true;
-                    stage
-                        .mark_unfinished(e)
-                        .map_err(|err| Error::io(stage.path(e), "writing", err))?;
-                    problems.push(problem(
-                        e,
-                        "reading",
-                        format!("changed while being read: {message}"),
-                        Severity::Warning,
-                    ));
-                }
-                Fetched::Failed(p) => {
-                    problems.push(p);
-                    // Whatever reached the staging folder for it is not the file.
-                    fetched_size[k] = None;
-                    stage::remove(&stage.path(e))
-                        .map_err(|err| Error::io(stage.path(e), "removing", err))?;
-                }
-            }
-            Ok(())
-        };
-        source.fetch(&refs, &mut throttle, &mut sink)?;
-    }
-    for (k, &i) in to_fetch.iter().enumerate() {
-        match fetched_size[k] {
-            Some(n) => {
-                report.stats.new_files += 1;
-                report.stats.new_bytes += n;
-                entries[i].size = n;
-            }
-            None => stored[i] = false,
-        }
-    }
+    let renamed = std::mem::take(&mut windows.renamed_kept);
+    drop(windows);
     drop(source);
-    // Per-file state that the rest of the run does not need goes before the manifest is
-    // built: the high-water mark is what the box pays.
-    drop((to_fetch, fetched_size, unchanged));
+    report.stats.excluded = filtered.excluded;
+    report.problems.append(&mut filtered.problems);
+    drop(filtered);
+    drop(sorted);
 
     progress.checkpoint()?;
     progress.set_phase("finishing");
-    // Content that changed while read was kept out of resume's "complete" test until now.
-    for (i, e) in entries.iter().enumerate() {
-        if dirty[i] && stored[i] && e.kind == Kind::File {
+    // Folders last, deepest first: their times and modes after everything inside them.
+    catalog.for_each_dir_rev(snapshot_id, |e| {
+        if !e.path.is_empty() {
             stage
-                .finish_file_time(e)
-                .at(stage.path(e), "setting file time")?;
+                .finish_dir(&e)
+                .at(stage.path(&e), "setting folder metadata")?;
         }
-    }
-    for (i, e) in entries.iter().enumerate() {
-        if e.kind == Kind::Symlink && stored[i] {
-            if let Err(err) = stage.symlink(e) {
-                if name_not_storable(&err) {
-                    report.problems.push(problem(
-                        e,
-                        "writing",
-                        format!("symlink cannot be stored on this disk: {err}"),
-                        Severity::Error,
-                    ));
-                    stored[i] = false;
-                } else {
-                    return Err(Error::io(stage.path(e), "creating symlink", err));
-                }
-            }
-        }
-    }
-    for (_, e) in entries
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(i, e)| e.kind == Kind::Dir && !e.path.is_empty() && stored[*i])
-    {
-        stage
-            .finish_dir(e)
-            .at(stage.path(e), "setting folder metadata")?;
-    }
-
-    // The manifest says what is in the snapshot: stored entries, with fetched sizes.
-    // Filtered in place, as the listing is the largest thing in memory.
-    // Its dirty flags and hashes are compacted the same way, in place too.
-    let mut manifest = entries;
-    let (mut i, mut kept) = (0, 0);
-    manifest.retain(|e| {
-        let keep = stored[i] || e.kind.is_special();
-        if keep {
-            let stats = &mut report.stats;
-            if !e.kind.is_special() {
-                stats.entries += 1;
-            }
-            if e.kind == Kind::File {
-                stats.files += 1;
-                stats.bytes += e.size;
-            }
-            dirty[kept] = dirty[i];
-            hashes[kept] = hashes[i].filter(|_| e.kind == Kind::File);
-            kept += 1;
-        }
-        i += 1;
-        keep
-    });
-    drop(stored);
-    dirty.truncate(kept);
-    hashes.truncate(kept);
-    let manifest_dirty = dirty;
+        Ok(())
+    })?;
     report.stats.warnings = report
         .problems
         .iter()
@@ -599,33 +334,16 @@ fn run(
 
     progress.set_phase("publishing");
     let name = snapshot_name(host_dir);
-    let snapshot_id = catalog.add_snapshot(
-        &host.name,
+    catalog.finish_snapshot(
+        snapshot_id,
         &name,
-        run_id,
         report.outcome,
         &report.stats,
-        now_ms(),
         started.elapsed().as_millis() as i64,
-        &manifest,
-        &manifest_dirty,
     )?;
     catalog.set_snapshot_strategy(snapshot_id, active.strategy.name())?;
     catalog.set_snapshot_names(snapshot_id, &stage.keep.names)?;
-    let mut renamed = stage.renamed.clone();
-    renamed.retain(|p| {
-        manifest
-            .binary_search_by(|e| e.path.as_slice().cmp(p))
-            .is_ok()
-    });
     catalog.set_snapshot_renamed(snapshot_id, &renamed)?;
-    catalog.set_hashes(
-        snapshot_id,
-        manifest
-            .iter()
-            .zip(&hashes)
-            .filter_map(|(e, h)| Some((e.path.as_slice(), h.as_ref()?))),
-    )?;
     // Everything written so far reaches the disk before the snapshot gets its name.
     let dir = fs::File::open(&staging).at(&staging, "opening")?;
     rustix::fs::syncfs(&dir).map_err(|e| Error::io(&staging, "syncing", e.into()))?;

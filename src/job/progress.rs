@@ -52,6 +52,12 @@ impl Progress {
         self.bytes_done.store(0, Relaxed);
     }
 
+    /// More work found (the job counts its listing window by window).
+    pub fn add_totals(&self, files: u64, bytes: u64) {
+        self.files_total.fetch_add(files, Relaxed);
+        self.bytes_total.fetch_add(bytes, Relaxed);
+    }
+
     /// Ask the job to stop at its next checkpoint; the staging folder stays for resume.
     pub fn cancel(&self) {
         self.cancelled.store(true, Relaxed);

@@ -268,10 +268,12 @@ l\0777\04\01700000000.0000000000\00\00\0/h/ln\0/etc\0\
 f\0644\01\01700000000.0000000000\00\00\0/h/../etc/x\0\0";
         let mut l = super::super::Listing::default();
         parse_find_output(out, folder_of(&["/h".to_string()]), &mut l).unwrap();
-        assert_eq!(l.entries.len(), 3);
-        assert_eq!(l.entries[1].path, b"h/a\nb");
-        assert_eq!(l.entries[1].mtime_ns, 1_700_000_000_250_000_000);
-        assert_eq!(l.entries[2].target.as_deref(), Some(&b"/etc"[..]));
         assert_eq!(l.problems.len(), 1);
+        let sorted = l.entries.finish().unwrap();
+        let entries: Vec<_> = sorted.iter().unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[1].path, b"h/a\nb");
+        assert_eq!(entries[1].mtime_ns, 1_700_000_000_250_000_000);
+        assert_eq!(entries[2].target.as_deref(), Some(&b"/etc"[..]));
     }
 }

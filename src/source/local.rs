@@ -20,13 +20,12 @@ impl LocalSource {
         LocalSource
     }
 
-    pub fn list(&mut self, folders: &[String]) -> Result<Listing> {
-        let mut listing = Listing::default();
+    pub fn list(&mut self, folders: &[String], listing: &mut Listing) -> Result<()> {
         // Parents are followed like the folders: `/home -> /usr/home` is stored as a folder.
         for anc in all_ancestors(folders) {
             match fs::metadata(&anc) {
                 Ok(md) => {
-                    push(&mut listing, Path::new(&anc), &anc, &md);
+                    push(listing, Path::new(&anc), &anc, &md);
                 }
                 Err(e) => listing
                     .problems
@@ -43,7 +42,7 @@ impl LocalSource {
                 }
             };
             let mut stack = Vec::new();
-            if push(&mut listing, Path::new(folder), folder, &md) {
+            if push(listing, Path::new(folder), folder, &md) {
                 stack.push(PathBuf::from(folder));
             }
             while let Some(dir) = stack.pop() {
@@ -64,7 +63,7 @@ impl LocalSource {
                     };
                     match fs::symlink_metadata(&path) {
                         Ok(md) => {
-                            if push(&mut listing, &path, folder, &md) {
+                            if push(listing, &path, folder, &md) {
                                 stack.push(path);
                             }
                         }
@@ -73,7 +72,7 @@ impl LocalSource {
                 }
             }
         }
-        Ok(listing)
+        Ok(())
     }
 
     pub fn fetch(

@@ -16,14 +16,60 @@ use std::io::Read;
 
 use crate::config::{Host, SourceSpec};
 use crate::error::Result;
-use crate::model::{Entry, FileProblem};
+use crate::job::sorted::{Sorted, Sorter};
+use crate::model::{Entry, FileProblem, Kind};
 pub use throttle::Throttle;
 
-/// A host's folders as listed: entries (unsorted, paths validated) and the problems met.
-#[derive(Debug, Default)]
+/// A host's folders as listed: entries (paths validated) and the problems met.
+#[derive(Default)]
 pub struct Listing {
-    pub entries: Vec<Entry>,
+    pub entries: Entries,
     pub problems: Vec<FileProblem>,
+}
+
+/// Where a source puts what it lists, in any order: the job's sorter, which holds a bounded
+/// number of entries in memory and spills the rest to the backup disk.
+#[derive(Default)]
+pub struct Entries {
+    sorter: Sorter,
+    roots: Vec<Vec<u8>>,
+    listed_root: bool,
+}
+
+impl Entries {
+    /// `roots`: the configured folders as snapshot paths, to tell whether any was listed.
+    pub fn new(sorter: Sorter, roots: Vec<Vec<u8>>) -> Entries {
+        Entries {
+            sorter,
+            roots,
+            listed_root: false,
+        }
+    }
+
+    pub fn push(&mut self, e: Entry) {
+        if !self.listed_root && e.kind == Kind::Dir && self.roots.contains(&e.path) {
+            self.listed_root = true;
+        }
+        self.sorter.push(e);
+    }
+
+    /// Some configured folder was listed as a folder.
+    pub fn listed_root(&self) -> bool {
+        self.listed_root
+    }
+
+    pub fn len(&self) -> u64 {
+        self.sorter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sorted by path bytes, each path once.
+    pub fn finish(self) -> Result<Sorted> {
+        self.sorter.finish()
+    }
 }
 
 /// What a fetch reports for each requested file, in request order.
@@ -75,12 +121,13 @@ impl Source {
         }
     }
 
-    /// List `folders` (absolute, normalised, not overlapping) and their parent folders.
-    pub fn list(&mut self, host: &str, folders: &[String]) -> Result<Listing> {
+    /// List `folders` (absolute, normalised, not overlapping) and their parent folders into
+    /// `listing`.
+    pub fn list(&mut self, host: &str, folders: &[String], listing: &mut Listing) -> Result<()> {
         match self {
-            Source::Local(s) => s.list(folders),
-            Source::Stream(s) => s.list(host, folders),
-            Source::Sftp(s) => s.list(host, folders),
+            Source::Local(s) => s.list(folders, listing),
+            Source::Stream(s) => s.list(host, folders, listing),
+            Source::Sftp(s) => s.list(host, folders, listing),
         }
     }
 

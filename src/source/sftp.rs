@@ -33,13 +33,12 @@ impl SftpSource {
         &self.sftp
     }
 
-    pub fn list(&mut self, _host: &str, folders: &[String]) -> Result<Listing> {
-        let mut listing = Listing::default();
+    pub fn list(&mut self, _host: &str, folders: &[String], listing: &mut Listing) -> Result<()> {
         // Parents are followed like the folders: `/home -> /usr/home` is stored as a folder.
         for anc in all_ancestors(folders) {
             match self.sftp.stat(Path::new(&anc)) {
                 Ok(st) => {
-                    self.push(&mut listing, anc.as_bytes(), &anc, &st);
+                    self.push(listing, anc.as_bytes(), &anc, &st);
                 }
                 Err(e) => listing.problems.push(problem(&anc, "listing", &e)),
             }
@@ -58,7 +57,7 @@ impl SftpSource {
                     continue;
                 }
             };
-            let is_dir = self.push(&mut listing, folder.as_bytes(), folder, &top);
+            let is_dir = self.push(listing, folder.as_bytes(), folder, &top);
             let mut stack: Vec<PathBuf> = if is_dir {
                 vec![PathBuf::from(folder)]
             } else {
@@ -79,13 +78,13 @@ impl SftpSource {
                     if name == b"." || name == b".." {
                         continue;
                     }
-                    if self.push(&mut listing, path.as_os_str().as_bytes(), folder, &st) {
+                    if self.push(listing, path.as_os_str().as_bytes(), folder, &st) {
                         stack.push(path);
                     }
                 }
             }
         }
-        Ok(listing)
+        Ok(())
     }
 
     /// Add one listed object; true when it is a folder to descend into.

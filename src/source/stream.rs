@@ -40,12 +40,11 @@ impl StreamSource {
         StreamSource { conn }
     }
 
-    pub fn list(&mut self, host: &str, folders: &[String]) -> Result<Listing> {
+    pub fn list(&mut self, host: &str, folders: &[String], listing: &mut Listing) -> Result<()> {
         let cmd = commands::listing(folders);
         let ancestors = all_ancestors(folders);
         let mut roots = folders.to_vec();
         roots.extend(ancestors);
-        let mut listing = Listing::default();
         let bad_listing = |m: String| Error::Listing {
             host: host.to_string(),
             folder: folders.join(", "),
@@ -71,11 +70,11 @@ impl StreamSource {
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 let whole = whole_records_len(&buf);
-                parse_find_output(&buf[..whole], folder_of(&roots), &mut listing)
+                parse_find_output(&buf[..whole], folder_of(&roots), listing)
                     .map_err(bad_listing)?;
                 buf.drain(..whole);
             }
-            parse_find_output(&buf, folder_of(&roots), &mut listing).map_err(bad_listing)?;
+            parse_find_output(&buf, folder_of(&roots), listing).map_err(bad_listing)?;
         }
         let status = self.conn.finish(channel, &mut stderr)?;
         // 1 is find's "some paths could not be read" (reported below); anything else, or no
@@ -108,7 +107,7 @@ impl StreamSource {
                 severity: Severity::Error,
             });
         }
-        Ok(listing)
+        Ok(())
     }
 
     pub fn fetch(
