@@ -7,6 +7,7 @@
 pub mod progress;
 mod publish;
 mod report;
+pub mod sorted;
 pub mod stage;
 mod tail;
 
