@@ -9,6 +9,7 @@ mod publish;
 mod report;
 pub mod sorted;
 pub mod stage;
+pub mod stream_filters;
 mod tail;
 
 use std::collections::HashSet;
