@@ -158,7 +158,7 @@ pub fn parent(path: &[u8]) -> Option<&[u8]> {
     path.iter().rposition(|&b| b == b'/').map(|i| &path[..i])
 }
 
-fn is_ancestor_or_self(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn is_ancestor_or_self(a: &[u8], b: &[u8]) -> bool {
     b == a || (b.len() > a.len() && b.starts_with(a) && b[a.len()] == b'/') || a.is_empty()
 }
 
