@@ -18,6 +18,7 @@ mod renamed;
 mod schema;
 mod snapshot_names;
 mod verify;
+mod writing;
 pub use history::HostHistory;
 use schema::{SCHEMA_V1, SCHEMA_VERSION};
 pub use verify::{Damage, HashedFile, VerifyRun};
@@ -147,6 +148,8 @@ impl Catalog {
     /// a snapshot caught between catalog and rename is published if its folder made it,
     /// forgotten otherwise. `exists` tells whether a snapshot folder is on disk.
     pub fn recover(&mut self, host: &str, exists: impl Fn(&str) -> bool) -> Result<()> {
+        // A manifest still being written belongs to a run that ended mid-way.
+        self.abandon_writing(host)?;
         let pending: Vec<(i64, String, i64)> = {
             let mut st = self
                 .conn
@@ -275,13 +278,13 @@ impl Catalog {
             .max_by_key(|s| s.id))
     }
 
-    /// Snapshots oldest first, published or not.
+    /// Snapshots oldest first, published or not; never one whose manifest is being written.
     pub fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotRow>> {
         let mut st = self
             .conn
             .prepare(
                 "SELECT id, host, name, state, result, created_ms, duration_ms, entries, files, bytes, new_files, new_bytes \
-                 FROM snapshots WHERE (?1 IS NULL OR host = ?1) ORDER BY host, name",
+                 FROM snapshots WHERE (?1 IS NULL OR host = ?1) AND state != 'writing' ORDER BY host, name",
             )
             .map_err(self.err("reading snapshots"))?;
         let rows = st
@@ -366,55 +369,12 @@ impl Catalog {
         entries: &[Entry],
         dirty: &[bool],
     ) -> Result<i64> {
+        // One transaction, as ever: a crash leaves the snapshot with its whole manifest or nothing.
         let e = err_at(&self.path, "recording snapshot");
         let tx = self.conn.transaction().map_err(e)?;
-        tx.execute(
-            "INSERT INTO snapshots(host, name, run_id, state, result, created_ms, duration_ms, entries, files, bytes, new_files, new_bytes) \
-             VALUES (?1, ?2, ?3, 'publishing', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                host,
-                name,
-                run_id,
-                result.as_str(),
-                created_ms,
-                duration_ms,
-                stats.entries as i64,
-                stats.files as i64,
-                stats.bytes as i64,
-                stats.new_files as i64,
-                stats.new_bytes as i64
-            ],
-        )
-        .map_err(e)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO entries(snapshot_id, path, kind, size, mtime_ns, mode, uid, gid, target, dirty) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(e)?;
-            for (entry, dirty) in entries.iter().zip(dirty) {
-                st.execute(params![
-                    id,
-                    entry.path,
-                    entry.kind.code().to_string(),
-                    entry.size as i64,
-                    entry.mtime_ns,
-                    entry.mode,
-                    entry.uid,
-                    entry.gid,
-                    entry.target,
-                    *dirty as i64
-                ])
-                .map_err(e)?;
-            }
-        }
-        tx.execute(
-            "UPDATE runs SET snapshot_id = ?1 WHERE id = ?2",
-            params![id, run_id],
-        )
-        .map_err(e)?;
+        let id = writing::insert_writing(&tx, host, run_id, created_ms).map_err(e)?;
+        writing::insert_rows(&tx, id, entries, dirty, None).map_err(e)?;
+        writing::mark_finished(&tx, id, name, result, stats, duration_ms).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(id)
     }

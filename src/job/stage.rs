@@ -464,3 +464,6 @@ pub fn system_time(ns: i64) -> SystemTime {
 fn set_times_nofollow(p: &Path, ns: i64) -> io::Result<()> {
     crate::file_time::set_times(p, ns, crate::file_time::Follow::NoLinks)
 }
+
+#[path = "stage_cleanup.rs"]
+mod cleanup;
