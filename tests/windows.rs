@@ -104,7 +104,7 @@ fn a_listing_many_windows_long_is_stored_exactly_and_shared_across_runs() {
         let b = fs::metadata(in_snap(&second, &src.path().join(f))).unwrap();
         assert_eq!(a.ino(), b.ino(), "{f} is shared with the first snapshot");
     }
-    assert!(out.contains("3 new files"), "{out}");
+    assert!(out.contains("4 new files"), "{out}");
     assert_no_spill_left(&s.storage.join("laptop"));
 
     // What the catalog recorded window by window is what is on the disk.

@@ -14,7 +14,6 @@ pub mod stream_filters;
 mod tail;
 mod window;
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
@@ -361,9 +360,11 @@ fn run(
 
 /// Drop entries whose parent is not a folder of the listing: a well-behaved host never sends
 /// them, and storing them could mean writing through a symlink.
-/// In place: the listing is the largest thing in memory.
+/// The whole-listing reference that `stream_filters::WellFormed` (what the job runs) is
+/// tested against.
+#[cfg(test)]
 fn keep_well_formed(mut entries: Vec<Entry>, problems: &mut Vec<FileProblem>) -> Vec<Entry> {
-    let mut dirs: HashSet<Vec<u8>> = HashSet::new();
+    let mut dirs: std::collections::HashSet<Vec<u8>> = Default::default();
     entries.retain(|e| {
         let ok = match crate::config::rules::parent(&e.path) {
             // The snapshot root itself can only be a folder.

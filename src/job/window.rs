@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::catalog::Catalog;
 use crate::config::Host;
 use crate::error::{Error, IoContext, Result};
-use crate::model::{Entry, FileProblem, Kind, Severity};
+use crate::model::{Entry, Kind, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::strategy::{Active, Strategy};
 
