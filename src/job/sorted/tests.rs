@@ -232,3 +232,23 @@ fn a_damaged_run_ends_the_pass_with_an_error() {
     assert!(err.contains("reading listing spill"), "{err}");
     assert!(err.contains(&*spill.path().to_string_lossy()), "{err}");
 }
+
+#[test]
+fn runs_are_merged_in_tiers_so_few_stay_open() {
+    let spill = tempfile::tempdir().unwrap();
+    // One entry a run: 1,100 runs would be 1,100 open files without the tiers.
+    let list = listing(21, 1100);
+    let mut s = Sorter::spilling(spill.path(), 1);
+    let mut most = 0;
+    for e in list.iter().cloned() {
+        s.push(e);
+        most = most.max(s.runs.len());
+        assert!(s.runs.windows(2).all(|w| w[0].tier >= w[1].tier));
+    }
+    assert!(most < 3 * FAN_IN, "at most {most} runs at once");
+    assert_eq!(files_in(spill.path()), 0);
+    let sorted = s.finish().unwrap();
+    let tiers: Vec<u32> = sorted.runs.iter().map(|r| r.tier).collect();
+    assert_eq!(tiers.iter().filter(|&&t| t == 2).count(), 1, "{tiers:?}");
+    assert_eq!(all(&sorted), expected(&list));
+}
