@@ -21,6 +21,10 @@ const CHUNK: i64 = 5000;
 const ENTRIES_BETWEEN: &str =
     "SELECT path, kind, size, mtime_ns, mode, uid, gid, target, dirty FROM entries \
      WHERE snapshot_id = ?1 AND path >= ?2 AND path <= ?3 ORDER BY path";
+/// Folders deepest first: the index read backwards, no sorting.
+const DIRS_REV: &str =
+    "SELECT path, kind, size, mtime_ns, mode, uid, gid, target, dirty FROM entries \
+     WHERE snapshot_id = ?1 AND kind = 'd' ORDER BY path DESC";
 const HASHES_BETWEEN: &str = "SELECT path, hash FROM file_hashes \
      WHERE snapshot_id = ?1 AND path >= ?2 AND path <= ?3 ORDER BY path";
 
@@ -315,12 +319,7 @@ impl Catalog {
         snapshot_id: i64,
         mut f: impl FnMut(Entry) -> Result<()>,
     ) -> Result<()> {
-        self.entries_where(
-            "SELECT path, kind, size, mtime_ns, mode, uid, gid, target, dirty FROM entries \
-             WHERE snapshot_id = ?1 AND kind = 'd' ORDER BY path DESC",
-            params![snapshot_id],
-            |e, _| f(e),
-        )
+        self.entries_where(DIRS_REV, params![snapshot_id], |e, _| f(e))
     }
 
     /// Whether the snapshot's manifest has `path`.

@@ -446,6 +446,21 @@ fn folders_come_contents_first() {
         [&b"b"[..], b"a\xff", b"a/b/e", b"a/b", b"a", b""],
         "deepest first"
     );
+    let mut st = c
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {DIRS_REV}"))
+        .unwrap();
+    let plan: Vec<String> = st
+        .query_map([id], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let plan = plan.join("; ");
+    assert!(
+        plan.contains("SEARCH") && plan.contains("snapshot_id=?"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     assert!(!c.has_entry(id, b"a/b/zz").unwrap());
     assert!(c.has_entry(id, b"a\x00z").unwrap());
 }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// A path below the staging folder waiting to be handled: relative path, is a folder.
 type Pending = Reverse<(Vec<u8>, bool)>;
 
-/// The wanted names in order, checked: a name out of order would delete wanted work.
+/// The wanted names, checked for order: a name out of order would delete wanted work.
 struct Wanted<'a> {
     iter: &'a mut dyn Iterator<Item = Result<(Vec<u8>, bool)>>,
     next: Option<(Vec<u8>, bool)>,
@@ -35,7 +35,8 @@ impl Wanted<'_> {
         self.next = match self.iter.next().transpose()? {
             Some((name, dir)) => {
                 if let Some(last) = &self.last {
-                    if *last >= name {
+                    // A repeated name is harmless (the first decides); a smaller one is not.
+                    if *last > name {
                         return Err(Error::Other(format!(
                             "cleaning up an interrupted run: wanted names out of order ({:?} after {:?})",
                             String::from_utf8_lossy(&name),
