@@ -1,8 +1,10 @@
 //! One pull of one host: the only place where source, staging folder and catalog meet.
 //!
-//! list → merge-join with the previous manifest → link unchanged files, fetch the rest into
-//! `<host>/.incomplete-<stamp>/` → symlinks and folder metadata → catalog → sync → rename →
-//! `latest`. An interrupted run leaves the staging folder; the next run resumes into it.
+//! list (through an external sort: runs spill to the backup disk) → window by window: merge-join
+//! with the previous manifest, link unchanged files, fetch the rest into
+//! `<host>/.incomplete-<stamp>/`, symlinks, append the window's manifest rows → folder metadata →
+//! catalog → sync → rename → `latest`. Memory is bounded by the window, not by the host's file
+//! count. An interrupted run leaves the staging folder; the next run resumes into it.
 
 mod filtered;
 pub mod progress;
@@ -105,6 +107,16 @@ pub fn backup_host(storage: &Storage, host: &Host, progress: &Progress) -> Repor
             // Not a failure: no backoff, and the next run resumes.
             report.interrupted = true;
             catalog.mark_interrupted(run_id)?;
+        }
+        if outcome.is_err() {
+            // The run's half-written manifest goes now rather than at the host's next run; if
+            // that fails too (the disk went away), the next run's recover does it.
+            if let Err(e) = catalog.recover(&host.name, |name| host_dir.join(name).is_dir()) {
+                crate::logging::info(format!(
+                    "{}: dropping the failed run's catalog rows: {e}",
+                    host.name
+                ));
+            }
         }
         // Where the disk holds a copy of the catalog (FAT32), the run is only on the disk
         // once the copy is: a silent failure would leave a snapshot no catalog lists there.
