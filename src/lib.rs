@@ -25,6 +25,8 @@ pub mod source;
 pub mod storage;
 pub mod store;
 pub mod strategy;
+#[cfg(test)]
+mod test_rng;
 pub mod verify;
 pub mod web;
 

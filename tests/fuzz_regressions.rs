@@ -41,7 +41,8 @@ fn listing_inputs_never_store_a_path_outside_the_snapshot() {
         let whole = whole_records_len(&data);
         let mut listing = Listing::default();
         if parse_find_output(&data[..whole], folder_of(&roots), &mut listing).is_ok() {
-            for e in &listing.entries {
+            for e in listing.entries.finish().unwrap().iter().unwrap() {
+                let e = e.unwrap();
                 let bad = e.path.starts_with(b"/")
                     || e.path
                         .split(|&b| b == b'/')

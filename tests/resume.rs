@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,32 +30,14 @@ fn staging_dirs(s: &Setup, host: &str) -> Vec<std::path::PathBuf> {
 fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
     let sshd = Sshd::start();
     let src = tempfile::tempdir().unwrap();
-    for i in 0..40 {
-        write_file(
-            &src.path().join(format!("d{}/f{i:02}.bin", i % 4)),
-            &vec![i as u8; 100_000],
-            1_700_000_000_000_000_000 + i,
-        );
-    }
+    forty_files(src.path());
     // 4 MB at 1 MB/s: about four seconds, killed after one and a half.
     let s = Setup::new(
         &sshd.host_toml("laptop", &[src.path()], "bwlimit = \"1MB/s\""),
         "",
     );
     s.init();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
-        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run should still be going"
-    );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_backup_after(&s, "laptop", Duration::from_millis(1500));
 
     assert!(
         s.snapshots("laptop").is_empty(),

@@ -18,7 +18,17 @@ use mounts::{Fs, Mounted};
 fn tricky_tree(root: &Path) {
     let t = 1_700_000_000_000_000_000i64;
     for (i, name) in [
-        "a/x", "a/y/z", "a.txt", "a-b", "a0", "a!", "a/b.d/e", "a/b/c", "ab/c", "b", "zz/zz/zz/zz",
+        "a/x",
+        "a/y/z",
+        "a.txt",
+        "a-b",
+        "a0",
+        "a!",
+        "a/b.d/e",
+        "a/b/c",
+        "ab/c",
+        "b",
+        "zz/zz/zz/zz",
     ]
     .iter()
     .enumerate()
@@ -128,15 +138,30 @@ fn excluded_folders_and_their_included_insides_across_windows() {
     let src = tempfile::tempdir().unwrap();
     let root = src.path();
     tricky_tree(root);
-    write_file(&root.join("Downloads/movie.iso"), b"m", 1_700_000_000_000_000_000);
+    write_file(
+        &root.join("Downloads/movie.iso"),
+        b"m",
+        1_700_000_000_000_000_000,
+    );
     write_file(&root.join("Downloads.txt"), b"d", 1_700_000_000_000_000_000);
-    write_file(&root.join("Downloads/keep/wanted.pdf"), b"w", 1_700_000_000_000_000_000);
-    write_file(&root.join("Downloads/zzz/other"), b"o", 1_700_000_000_000_000_000);
+    write_file(
+        &root.join("Downloads/keep/wanted.pdf"),
+        b"w",
+        1_700_000_000_000_000_000,
+    );
+    write_file(
+        &root.join("Downloads/zzz/other"),
+        b"o",
+        1_700_000_000_000_000_000,
+    );
     let extra = format!(
         "exclude = [\"{d}/Downloads/\", \"{d}/many/d3/\"]\ninclude = [\"{d}/Downloads/keep/\"]",
         d = root.display()
     );
-    let s = Setup::new(&sshd.host_toml("laptop", &[root], &extra), "exclude = [\"*.iso\"]");
+    let s = Setup::new(
+        &sshd.host_toml("laptop", &[root], &extra),
+        "exclude = [\"*.iso\"]",
+    );
     s.init();
     let out = s.backup("laptop", 0);
     assert!(out.contains("laptop: good"), "{out}");
@@ -184,29 +209,14 @@ fn a_run_killed_between_windows_resumes_and_fetches_only_the_rest() {
     small_windows();
     let sshd = Sshd::start();
     let src = tempfile::tempdir().unwrap();
-    for i in 0..40 {
-        write_file(
-            &src.path().join(format!("d{}/f{i:02}.bin", i % 4)),
-            &vec![i as u8; 100_000],
-            1_700_000_000_000_000_000 + i,
-        );
-    }
+    forty_files(src.path());
     // 4 MB at 1 MB/s: about four seconds, killed after one and a half.
     let s = Setup::new(
         &sshd.host_toml("laptop", &[src.path()], "bwlimit = \"1MB/s\""),
         "",
     );
     s.init();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapnest"))
-        .args(["--config", s.config.to_str().unwrap(), "backup", "laptop"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the run should still be going");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_backup_after(&s, "laptop", std::time::Duration::from_millis(1500));
     assert!(s.snapshots("laptop").is_empty());
 
     // A file deleted meanwhile must not come back from the staging folder.
@@ -223,7 +233,10 @@ fn a_run_killed_between_windows_resumes_and_fetches_only_the_rest() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("summary mentions resumed files: {out}"));
     assert!(resumed > 0 && resumed < 39, "{out}");
-    assert!(out.contains(&format!("{} new files", 39 - resumed)), "{out}");
+    assert!(
+        out.contains(&format!("{} new files", 39 - resumed)),
+        "{out}"
+    );
     assert_same_tree(src.path(), &in_snap(&s.latest("laptop"), src.path()));
     let list = text(&s.snapnest(&["list", "laptop"]));
     assert_eq!(

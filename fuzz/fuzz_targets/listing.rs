@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(whole <= data.len());
     let mut listing = Listing::default();
     if parse_find_output(&data[..whole], folder_of(&roots), &mut listing).is_ok() {
-        for e in &listing.entries {
+        for e in listing.entries.finish().unwrap().iter().unwrap() {
+            let e = e.unwrap();
             // Stored paths are relative and never climb out of the snapshot.
             assert!(!e.path.starts_with(b"/"), "absolute path stored: {:?}", e.path);
             assert!(

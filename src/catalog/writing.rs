@@ -167,14 +167,7 @@ impl Catalog {
         }
         let e = err_at(&self.path, "appending manifest rows");
         let tx = self.conn.transaction().map_err(e)?;
-        let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM snapshots WHERE id = ?1",
-                [snapshot_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
+        let state = snapshot_state(&tx, snapshot_id).map_err(e)?;
         if state.as_deref() != Some(WRITING) {
             return Err(Error::Other(format!(
                 "catalog {}: appending manifest rows: snapshot {snapshot_id} is not being written ({})",
@@ -229,15 +222,7 @@ impl Catalog {
     /// between leaves it invisible and for the next call. Any other snapshot is left alone.
     pub fn abandon_snapshot(&mut self, snapshot_id: i64) -> Result<()> {
         let e = err_at(&self.path, "dropping an unfinished snapshot");
-        let state: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT state FROM snapshots WHERE id = ?1",
-                [snapshot_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
+        let state = snapshot_state(&self.conn, snapshot_id).map_err(e)?;
         if state.as_deref() != Some(WRITING) {
             return Ok(());
         }
@@ -374,3 +359,16 @@ impl Catalog {
 #[cfg(test)]
 #[path = "writing_tests.rs"]
 mod tests;
+
+/// A snapshot's state, None if there is no such snapshot.
+fn snapshot_state(
+    conn: &rusqlite::Connection,
+    snapshot_id: i64,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT state FROM snapshots WHERE id = ?1",
+        [snapshot_id],
+        |r| r.get(0),
+    )
+    .optional()
+}

@@ -28,13 +28,13 @@ use crate::source::{Entries, Listing, Source};
 use crate::storage::{sync_dir, Storage};
 use crate::strategy::Active;
 use filtered::{join_prev, Filtered};
-use sorted::Sorter;
-use window::Windows;
 pub use progress::{progress_line, Progress, ProgressView};
 pub use publish::{find_staging, new_staging_path, staging_dir, staging_folders};
 use publish::{point_latest, snapshot_name};
 pub use report::Report;
+use sorted::Sorter;
 use stage::Stage;
+use window::Windows;
 
 /// A run that failed because the disk went away says so: "No such file or directory" on a
 /// staging path would send the user looking at the source.
@@ -268,7 +268,9 @@ fn run(
                     names.push(Entry { path, ..e });
                 }
                 let names = names.finish()?;
-                let mut wanted = names.iter()?.map(|e| e.map(|e| (e.path, e.kind == Kind::Dir)));
+                let mut wanted = names
+                    .iter()?
+                    .map(|e| e.map(|e| (e.path, e.kind == Kind::Dir)));
                 stage.remove_unlisted_sorted(&mut wanted)?;
             }
         }

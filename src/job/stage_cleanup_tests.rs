@@ -5,24 +5,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::job::stage::Keep;
 use crate::model::{Entry, Kind};
-
-/// xorshift64*: reproducible trees without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a [u8]]) -> &'a [u8] {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
+use crate::test_rng::Rng;
 
 fn stage(root: &Path) -> Stage {
     Stage {
@@ -156,11 +139,11 @@ fn streamed_cleanup_matches_the_in_memory_one() {
         let (old_root, new_root) = (dir.path().join("old"), dir.path().join("new"));
         for root in [&old_root, &new_root] {
             fs::create_dir(root).unwrap();
-            grow(&mut Rng(seed * 0x9e37_79b9), root, b"", 0);
+            grow(&mut Rng::new(seed * 0x9e37_79b9), root, b"", 0);
         }
         let before = tree(&old_root);
         assert_eq!(before, tree(&new_root));
-        let want = wanted(&mut Rng(seed), &before);
+        let want = wanted(&mut Rng::new(seed), &before);
         let entries: Vec<Entry> = want
             .iter()
             .map(|(n, &d)| Entry {

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::catalog::Catalog;
 use crate::config::Host;
 use crate::error::{Error, IoContext, Result};
-use crate::model::{Entry, Kind, Severity};
+use crate::model::{Entry, FileProblem, Kind, Severity};
 use crate::source::{Fetched, Source, Throttle};
 use crate::strategy::{Active, Strategy};
 
@@ -179,7 +179,13 @@ impl Windows<'_> {
             }
         }
 
-        self.fetch(&mut entries, &to_fetch, &mut stored, &mut dirty, &mut hashes)?;
+        self.fetch(
+            &mut entries,
+            &to_fetch,
+            &mut stored,
+            &mut dirty,
+            &mut hashes,
+        )?;
         drop(to_fetch);
 
         progress.checkpoint()?;
@@ -237,6 +243,14 @@ impl Windows<'_> {
             let buf = &mut self.buf;
             let problems = &mut self.report.problems;
             let local = matches!(self.source, Source::Local(_));
+            // Kept out of resume's "complete" test, and reported: the next run fetches it again.
+            let changed = |e: &Entry, message: String, problems: &mut Vec<FileProblem>| {
+                stage
+                    .mark_unfinished(e)
+                    .map_err(|err| Error::io(stage.path(e), "writing", err))?;
+                problems.push(problem(e, "reading", message, Severity::Warning));
+                Result::Ok(())
+            };
             let mut sink = |k: usize, event: Fetched<'_>| -> Result<()> {
                 let i = to_fetch[k];
                 let e = refs[k];
@@ -301,15 +315,8 @@ impl Windows<'_> {
                         };
                         if shown != e.size || size != e.size {
                             dirty[i] = true;
-                            stage
-                                .mark_unfinished(e)
-                                .map_err(|err| Error::io(stage.path(e), "writing", err))?;
-                            problems.push(problem(
-                                e,
-                                "reading",
-                                "changed while being read (size differs from the listing)".into(),
-                                Severity::Warning,
-                            ));
+                            let why = "changed while being read (size differs from the listing)";
+                            changed(e, why.into(), problems)?;
                         }
                         fetched_size[k] = Some(shown);
                         progress
@@ -318,15 +325,7 @@ impl Windows<'_> {
                     }
                     Fetched::Changed { message } => {
                         dirty[i] = true;
-                        stage
-                            .mark_unfinished(e)
-                            .map_err(|err| Error::io(stage.path(e), "writing", err))?;
-                        problems.push(problem(
-                            e,
-                            "reading",
-                            format!("changed while being read: {message}"),
-                            Severity::Warning,
-                        ));
+                        changed(e, format!("changed while being read: {message}"), problems)?;
                     }
                     Fetched::Failed(p) => {
                         problems.push(p);

@@ -592,3 +592,32 @@ pub fn spawn_backup(s: &Setup, host: &str) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// Forty files of 100 kB in four folders: about four seconds of fetching at 1 MB/s.
+pub fn forty_files(root: &Path) {
+    for i in 0..40 {
+        write_file(
+            &root.join(format!("d{}/f{i:02}.bin", i % 4)),
+            &vec![i as u8; 100_000],
+            1_700_000_000_000_000_000 + i,
+        );
+    }
+}
+
+/// Start `snapnest backup <host>`, let it run for `after`, then SIGKILL it (asserting it was
+/// still running).
+pub fn kill_backup_after(s: &Setup, host: &str, after: Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapnest"))
+        .args(["--config", s.config.to_str().unwrap(), "backup", host])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run should still be going"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}

@@ -1,20 +1,6 @@
 use super::*;
 use crate::model::Kind;
-
-/// xorshift64: the same listing from the same seed, no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::test_rng::Rng;
 
 /// Few names, so paths repeat; names that sort around '/' and bytes that are not UTF-8.
 const NAMES: &[&[u8]] = &[
@@ -60,7 +46,7 @@ fn random_entry(rng: &mut Rng, serial: u64) -> Entry {
 }
 
 fn listing(seed: u64, n: u64) -> Vec<Entry> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     (0..n).map(|i| random_entry(&mut rng, i)).collect()
 }
 

@@ -1,26 +1,6 @@
 use super::*;
 use crate::job::keep_well_formed;
-
-/// xorshift64: the same tree from the same seed, no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-}
+use crate::test_rng::Rng;
 
 /// Names that sort just before and after '/', names the rules below match, and a byte that
 /// is not UTF-8.
