@@ -11,6 +11,7 @@ times, from strace marks) or `massif` (valgrind heap profile). SNAPNEST_BIN prof
 binary instead of building this checkout (to compare two builds). Not a test, not run by CI."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,22 +102,32 @@ def main():
         elif how == "rss":
             # Peak RSS of the same scenario, repeated (no-change stays no-change), for each
             # binary in RSS_BINS and each environment in RSS_ENVS ("-" = as is; e.g.
-            # MALLOC_MMAP_THRESHOLD_=131072 to see what glibc's heap keeps resident).
+            # MALLOC_MMAP_THRESHOLD_=131072 to see what glibc's heap keeps resident). Wall and
+            # CPU seconds too: the binaries alternate, so their ratio is fair on a busy machine.
+            # RSS_FRESH=1 with `initial`: each run starts from an empty store.
             bins = os.environ.get("RSS_BINS", snapnest).split()
             envs = os.environ.get("RSS_ENVS", "-").split()
             ru = os.path.join(w, "ru")
             for rep in range(int(os.environ.get("RSS_REPS", "2"))):
                 for b in bins:
                     for e in envs:
+                        if wanted == "initial" and os.environ.get("RSS_FRESH") == "1":
+                            # Every run an initial pull: an empty store each time.
+                            shutil.rmtree(tools.store)
+                            os.makedirs(tools.store)
+                            subprocess.run([b, "--config", tools.cfg, "init"], check=True,
+                                           stdout=subprocess.DEVNULL)
+                            os.sync()
                         env = dict(os.environ)
                         if e != "-":
                             k, v = e.split("=", 1)
                             env[k] = v
-                        subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", ru, b, *cmd[1:]],
-                                       check=True, env=env, stdout=subprocess.DEVNULL)
-                        kib = int(open(ru).read().split()[-1])
-                        print(f"rss {wanted} {os.path.basename(b)} {e}: {kib / 1024:.1f} MB",
-                              flush=True)
+                        subprocess.run(["/usr/bin/time", "-q", "-f", "%M %e %U %S", "-o", ru, b,
+                                        *cmd[1:]], check=True, env=env, stdout=subprocess.DEVNULL)
+                        kib, wall, user, sys_ = open(ru).read().split()[-4:]
+                        cpu = float(user) + float(sys_)
+                        print(f"rss {wanted} {os.path.basename(b)} {e}: {int(kib) / 1024:.1f} MB,"
+                              f" wall {float(wall):.2f} s, cpu {cpu:.2f} s", flush=True)
         elif how == "massif":
             out = os.path.join(w, "massif.out")
             subprocess.run(["valgrind", "--tool=massif", "--pages-as-heap=no",
