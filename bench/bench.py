@@ -10,7 +10,9 @@ Knobs (environment): SEED=20261129, SMALL_FILES=100000, LARGE_COUNT=20, LARGE_SC
 SCALE_1M_TOOLS="snapnest" runs only snapnest there), RSNAPSHOT=1 (adds rsnapshot if
 installed), SNAPNEST_BIN (use this binary, no build), RSYNC_OLD
 (a second rsync binary, e.g. 3.2.7, as its own column), WORK=/var/tmp (the temp folder),
-KEEP=1 (keep it), SETTLE=35 (seconds of quiet after each big deletion), CLEAN_LOGIN=1 (hide
+KEEP=1 (keep it), DEFER_DELETE (1 = finished trees wait in WORK/.trash until the end, the
+default except on tmpfs: on ext4 without a journal a create right after a big deletion costs
+10x, see workfs.py), SETTLE=35 (seconds of quiet after a deletion on tmpfs), CLEAN_LOGIN=1 (hide
 root's ~/.bashrc from the remote commands, in a private mount namespace: a heavy one is paid
 once per remote command, and snapnest runs 2 + files/20000 of them against rsync's 1).
 
@@ -33,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402
 import rig  # noqa: E402
 import trees  # noqa: E402
+import workfs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIND_FORMAT = r"%y\0%m\0%s\0%T@\0%U\0%G\0%p\0%l\0"
@@ -158,15 +161,6 @@ def catalog_kib(store):
     return rig.du_kib([os.path.join(store, ".snapnest")])[0]
 
 
-def remove_and_settle(path):
-    """Delete a big tree, then wait before the next measured run. On ext4 without a journal
-    (this VM's root) every new inode skips the inodes deleted in the last ~30 s, reading their
-    inode table blocks: a run started right after a big deletion paid 2-3x for its creates."""
-    shutil.rmtree(path)
-    os.sync()
-    time.sleep(float(os.environ.get("SETTLE", "35")))
-
-
 def verify(label, copy, source, problems, checksum):
     """Same names, types, modes, owners, mtimes, symlink targets; content by checksum when
     `checksum` (the last rep), else by size and mtime."""
@@ -220,7 +214,7 @@ def run_rep(rep, k, w, sshd, snapnest, sources, results, problems):
                    rep == k["reps"])
     limits(rep, w, sshd, m, sources, tools, results)
     if rep < k["reps"]:
-        remove_and_settle(rep_dir)
+        workfs.retire(rep_dir, w)
 
 
 def limits(rep, w, sshd, m, sources, tools, results):
@@ -244,11 +238,11 @@ def limits(rep, w, sshd, m, sources, tools, results):
         r = m.run(f"r{rep}-tar", ["sh", "-c", " ".join(sshd.ssh_cmd()) +
                   f" root@127.0.0.1 'tar -C {src} -cf - .' | tar -C {dest} -xf -"])
         results.setdefault("limit|tar stream over ssh", []).append(r)
-        remove_and_settle(dest)
+        workfs.retire(dest, w)
         copy = os.path.join(w, "cpal-limit")
         r = m.run(f"r{rep}-cpal", ["cp", "-al", tools.snapshots("rsync", "small")[0][0], copy])
         results.setdefault("limit|cp -al", []).append(r)
-        shutil.rmtree(copy)
+        workfs.retire(copy, w)
         print("   limit  find {:.2f} s, tar stream {:.2f} s, cp -al {:.2f} s".format(
             *(results[x][-1]["wall"] for x in
               ("limit|remote find", "limit|tar stream over ssh", "limit|cp -al"))), flush=True)
@@ -280,8 +274,8 @@ def scaling(k, w, sshd, snapnest, results, counts):
                 results.setdefault(f"scale|{n}|{scenario}|{tool}", []).append(r)
                 print(f"   {n:8} {scenario:9} {tool:9} {r['wall']:7.2f} s  rss"
                       f" {r['rss_kib'] / 1024:6.1f} MB", flush=True)
-        shutil.rmtree(rep_dir)
-        remove_and_settle(src)
+        workfs.retire(rep_dir, w)
+        workfs.retire(src, w)
 
 
 def main():
@@ -315,11 +309,15 @@ def main():
         print(f"== trees in {w}/src ({time.monotonic() - t0:.0f} s): {shape}", flush=True)
         sshd = rig.Sshd(w)
         print(f"== sshd 127.0.0.1:{sshd.port}, remote CPU via {sshd.cgroup.kind}", flush=True)
+        print(f"== work folder on {workfs.describe(w)}; finished trees"
+              f" {'wait in .trash' if workfs.defers_deletes(w) else 'are deleted at once'}",
+              flush=True)
         results, problems = {}, []
 
         def write_report(done):
             """After every rep: a run stopped early still leaves the medians of what it did."""
             env = report.environment(ROOT, snapnest, sshd, dict(k, reps_done=done), shape)
+            env["work_fs"] = workfs.describe(w)
             md = report.markdown(env, dict(k, reps=done), results, problems)
             if args.out:
                 with open(args.out, "w") as f:

@@ -8,7 +8,10 @@ files (LARGE_SCALE), starts the private sshd, runs the scenarios before the one 
 unmeasured, then the asked one under `strace -c -f` (system calls by count and time), `perf
 record -g` (report printed, top entries) or `phases` (snapnest's own progress phases with
 times, from strace marks) or `massif` (valgrind heap profile). SNAPNEST_BIN profiles that
-binary instead of building this checkout (to compare two builds). Not a test, not run by CI."""
+binary instead of building this checkout (to compare two builds). On ext4 without a journal
+(this VM's root) a run within ~6 min of a big deletion (an earlier profile's cleanup, say)
+pays 10x system CPU for its creates (bench/workfs.py): profile on tmpfs or a fresh folder.
+Not a test, not run by CI."""
 
 import os
 import shutil

@@ -82,6 +82,8 @@ def markdown(env, k, results, problems):
     if env.get("rsync_old"):
         w(f"- column `rsync-old`: **{env['rsync_old']}** ({os.environ.get('RSYNC_OLD')}, both ends)")
     w(f"- snapnest {env['snapnest']} (release build)")
+    if env.get("work_fs"):
+        w(f"- trees and snapshots on {env['work_fs']}")
     w(f"- seed {k['seed']}, {k['reps']} repetitions (medians shown), large-file scale {k['large_scale']}")
     for ds, s in env["shape"].items():
         w(f"- tree `{ds}`: {s['files']} files, {s['dirs']} folders, {s['symlinks']} symlinks, {s['MiB']} MiB")
