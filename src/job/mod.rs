@@ -142,14 +142,17 @@ fn first_run(catalog: &Catalog, host: &str) -> bool {
 }
 
 /// Entries held in memory at once: while listing (the rest wait in sorted runs on the backup
-/// disk), and per window while linking, fetching and recording. What bounds the box's memory
-/// on a large host. `SNAPNEST_WINDOW` lowers it (tests cross window boundaries with it).
+/// disk), and per window while linking, fetching and recording; at most twice this while the
+/// last sorted run and a window overlap. What bounds the box's memory on a large host
+/// (~170 B an entry). Each window costs a remote command (~80 ms with a heavy login shell,
+/// bench/profile.py `RSS_ENVS`): 32,768 keeps that under 5 % of a small-file pull.
+/// `SNAPNEST_WINDOW` changes it (tests cross window boundaries with a window of 3).
 fn window_len() -> usize {
     std::env::var("SNAPNEST_WINDOW")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n: &usize| n > 0)
-        .unwrap_or(16_384)
+        .unwrap_or(32_768)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -179,7 +182,7 @@ fn run(
     let roots = host.folder_paths();
     // The listing's sorted runs go to the backup disk, not to the box's RAM or flash.
     let mut listing = Listing {
-        entries: Entries::new(Sorter::spilling(host_dir, 2 * window), roots.clone()),
+        entries: Entries::new(Sorter::spilling(host_dir, window), roots.clone()),
         problems: Vec::new(),
     };
     source.list(&host.name, &host.folders, &mut listing)?;
@@ -261,7 +264,7 @@ fn run(
             }
             None => {
                 // Stored names sort otherwise than paths: a second sort, of the stored names.
-                let mut names = Sorter::spilling(host_dir, 2 * window);
+                let mut names = Sorter::spilling(host_dir, window);
                 for e in Filtered::new(&sorted, host, &roots)? {
                     let e = e?;
                     let path = stage.stored(&e.path).into_owned();
