@@ -35,12 +35,13 @@ fn tricky_tree(root: &Path) {
     {
         write_file(&root.join(name), name.as_bytes(), t + i as i64);
     }
-    for d in 0..6 {
-        for f in 0..9 {
+    // 200 files: with runs of 3 entries, more than 32 runs spill, so runs are merged too.
+    for d in 0..10 {
+        for f in 0..20 {
             write_file(
                 &root.join(format!("many/d{d}/f{f}")),
                 format!("{d}-{f}").as_bytes(),
-                t + 1000 + (d * 10 + f) as i64,
+                t + 1000 + (d * 100 + f) as i64,
             );
         }
     }
