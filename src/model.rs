@@ -83,6 +83,22 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry with only a path and a kind (mode 0644, root, epoch): for tests of logic
+    /// that looks at names.
+    #[cfg(test)]
+    pub fn bare(path: &[u8], kind: Kind) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind,
+            size: 0,
+            mtime_ns: 0,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            target: None,
+        }
+    }
+
     pub fn rel_path(&self) -> &Path {
         Path::new(OsStr::from_bytes(&self.path))
     }

@@ -48,17 +48,7 @@ fn kill_9_mid_run_then_rerun_resumes_without_fetching_again() {
     assert_eq!(staging.len(), 1, "the killed run left its staging folder");
 
     // The rerun resumes into it: files completed before the kill are not fetched again.
-    let fast = fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("bwlimit = \"1MB/s\"", "");
-    fs::write(&s.config, fast).unwrap();
-    let out = s.backup("laptop", 0);
-    let resumed: u64 = out
-        .split(" resumed")
-        .next()
-        .and_then(|t| t.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("summary mentions resumed files: {out}"));
+    let (out, resumed) = rerun_unthrottled(&s, "laptop");
     assert!(resumed > 0 && resumed < 40, "{out}");
     assert!(
         out.contains(&format!("{} new files", 40 - resumed)),

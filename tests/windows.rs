@@ -222,17 +222,7 @@ fn a_run_killed_between_windows_resumes_and_fetches_only_the_rest() {
 
     // A file deleted meanwhile must not come back from the staging folder.
     fs::remove_file(src.path().join("d0/f00.bin")).unwrap();
-    let fast = fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("bwlimit = \"1MB/s\"", "");
-    fs::write(&s.config, fast).unwrap();
-    let out = s.backup("laptop", 0);
-    let resumed: u64 = out
-        .split(" resumed")
-        .next()
-        .and_then(|t| t.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("summary mentions resumed files: {out}"));
+    let (out, resumed) = rerun_unthrottled(&s, "laptop");
     assert!(resumed > 0 && resumed < 39, "{out}");
     assert!(
         out.contains(&format!("{} new files", 39 - resumed)),

@@ -167,16 +167,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, kind: Kind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            size: 0,
-            mtime_ns: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            target: None,
-        }
+        Entry::bare(path.as_bytes(), kind)
     }
 
     fn kept(rules: &Rules, list: &[(&str, Kind)]) -> Vec<String> {

@@ -146,16 +146,7 @@ fn streamed_cleanup_matches_the_in_memory_one() {
         let want = wanted(&mut Rng::new(seed), &before);
         let entries: Vec<Entry> = want
             .iter()
-            .map(|(n, &d)| Entry {
-                path: n.clone(),
-                kind: if d { Kind::Dir } else { Kind::File },
-                size: 0,
-                mtime_ns: 0,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                target: None,
-            })
+            .map(|(n, &d)| Entry::bare(n, if d { Kind::Dir } else { Kind::File }))
             .collect();
         let old = stage(&old_root).remove_unlisted(&entries).unwrap();
         let new = streamed(&stage(&new_root), &want).unwrap();

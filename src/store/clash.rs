@@ -241,16 +241,7 @@ mod tests {
     use crate::store::names::unescape;
 
     fn entry(p: &str) -> Entry {
-        Entry {
-            path: p.as_bytes().to_vec(),
-            kind: Kind::File,
-            size: 0,
-            mtime_ns: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            target: None,
-        }
+        Entry::bare(p.as_bytes(), Kind::File)
     }
 
     fn listing(paths: &[&str]) -> Vec<Entry> {
