@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use mounts::tree::{change, keep_copy, odd_tree, set_dir_mtime, used_bytes};
-use mounts::{missing_facility, Fs, Mounted};
+use mounts::{box_on_disk, missing_facility, Fs, Mounted};
 // The sparse and over-4-GiB round trips are in destinations_big.rs.
 #[allow(unused_imports)]
 use mounts::big::{data_regions, same_content};
@@ -143,18 +143,7 @@ fn round_trip(m: &Mounted, config_extra: &str) -> Trip {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     odd_tree(&src);
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n{config_extra}\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let (store, config) = box_on_disk(&m.mnt, work.path(), &src, config_extra, "");
     let run = |args: &[&str], code: i32| {
         let out = snapnest(&config, args);
         let t = text(&out);
@@ -499,18 +488,7 @@ fn another_disk_under_the_same_marker_is_probed_again() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     write_file(&src.join("f"), b"x", 1_700_000_000_000_000_000);
-    let store = a.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let (store, config) = box_on_disk(&a.mnt, work.path(), &src, "", "");
     assert_eq!(snapnest(&config, &["init"]).status.code(), Some(0));
     assert_eq!(snapnest(&config, &["backup", "box"]).status.code(), Some(0));
     // The same storage copied to another disk: the marker matches, the disk does not.
@@ -551,20 +529,10 @@ fn prune_the_middle(m: &Mounted) -> Vec<PathBuf> {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     odd_tree(&src);
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
     // One day, three snapshots: `daily = 2` keeps the newest and, short of a second day,
     // the oldest.
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}keep = {{ daily = 2 }}\n",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let keep = "keep = { daily = 2 }\n";
+    let (store, config) = box_on_disk(&m.mnt, work.path(), &src, "", keep);
     let run = |args: &[&str]| {
         let out = snapnest(&config, args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use mounts::tree::{keep_copy, set_dir_mtime};
-use mounts::{Fs, Mounted};
+use mounts::{box_on_disk, Fs, Mounted};
 
 const T: i64 = 1_700_000_000_000_000_000;
 
@@ -40,19 +40,9 @@ fn exfat_case_clashes_are_stored_renamed_and_restored_under_their_own_names() {
     for d in ["Docs", "docs", ""] {
         set_dir_mtime(&src.join(d), T);
     }
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
     // One day, three snapshots: `daily = 2` prunes the middle one.
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}keep = {{ daily = 2 }}\n",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let keep = "keep = { daily = 2 }\n";
+    let (store, config) = box_on_disk(&m.mnt, work.path(), &src, "", keep);
     let run = |args: &[&str]| {
         let out = snapnest(&config, args);
         let t = text(&out);

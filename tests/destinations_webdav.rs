@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
+use mounts::box_on_disk;
 use mounts::tree::{change, keep_copy, odd_tree};
 use mounts::webdav::{missing_facility, WebDav};
 
@@ -62,18 +63,7 @@ fn webdav_through_davfs2_copy_with_history_round_trip() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     odd_tree(&src);
-    let store = dav.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let (_store, config) = box_on_disk(&dav.mnt, work.path(), &src, "", "");
     let init = run(&config, &["init"], 0);
     assert!(init.contains("strategy: history"), "{init}");
     let first = work.path().join("first");

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use common::*;
 use mounts::big::{assert_huge_restored, change_huge, huge_files, sparse_copy, GIB, MIB};
+use mounts::box_on_disk;
 use mounts::tree::{change, odd_tree};
 use mounts::webdav::{missing_facility, WebDav};
 
@@ -73,18 +74,7 @@ fn webdav_sparse_multi_gib_and_over_4_gib_files_round_trip() {
     let src = work.path().join("src");
     odd_tree(&src.join("tree"));
     huge_files(&src.join("huge"));
-    let store = dav.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let (_store, config) = box_on_disk(&dav.mnt, work.path(), &src, "", "");
     assert!(run(&config, &["init"]).contains("strategy: history"));
     let first = work.path().join("first");
     sparse_copy(&src, &first);

@@ -355,8 +355,10 @@ impl Catalog {
             .map_err(self.err("reading problems"))
     }
 
-    /// Record a snapshot about to be renamed into place, with its whole manifest.
-    /// `dirty[i]` marks entries whose content may not match their metadata.
+    /// Record a snapshot about to be renamed into place, with its whole manifest, in one
+    /// transaction. `dirty[i]` marks entries whose content may not match their metadata.
+    /// Runs write theirs window by window (`start_snapshot`); tests build catalogs with this.
+    #[cfg(test)]
     pub fn add_snapshot(
         &mut self,
         host: &str,

@@ -307,16 +307,6 @@ impl Catalog {
         self.entries_where(DIRS_REV, params![snapshot_id], |e, _| f(e))
     }
 
-    /// Whether the snapshot's manifest has `path`.
-    pub fn has_entry(&self, snapshot_id: i64, path: &[u8]) -> Result<bool> {
-        let e = self.err("reading manifest");
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT 1 FROM entries WHERE snapshot_id = ?1 AND path = ?2")
-            .map_err(e)?;
-        st.exists(params![snapshot_id, path]).map_err(e)
-    }
-
     /// Like `for_each_hash`, for the rows with from <= path <= to (bytewise).
     pub fn for_each_hash_between(
         &self,

@@ -58,14 +58,6 @@ impl Entries {
         self.listed_root
     }
 
-    pub fn len(&self) -> u64 {
-        self.sorter.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Sorted by path bytes, each path once.
     pub fn finish(self) -> Result<Sorted> {
         self.sorter.finish()

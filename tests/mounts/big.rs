@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::tree::{change, odd_tree, used_bytes};
 use super::{missing_facility, Fs, Mounted};
-use crate::common::{assert_same_tree, in_snap, local_host, set_mtime, snapnest, text};
+use crate::common::{assert_same_tree, in_snap, set_mtime, snapnest, text};
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
@@ -132,18 +132,7 @@ pub fn big_files_round_trip(fs: Fs, size_mib: u64) {
     let src = work.path().join("src");
     odd_tree(&src.join("tree"));
     huge_files(&src.join("huge"));
-    let store = m.mnt.join("store");
-    fs::create_dir(&store).unwrap();
-    let config = work.path().join("snapnest.toml");
-    fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{}\"\n\n{}",
-            store.display(),
-            local_host("box", &src)
-        ),
-    )
-    .unwrap();
+    let (store, config) = super::box_on_disk(&m.mnt, work.path(), &src, "", "");
     let run = |args: &[&str]| {
         let t0 = Instant::now();
         let out = snapnest(&config, args);

@@ -68,6 +68,31 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A storage folder `store` made on `disk`, and a config in `work` that backs up `src` as the
+/// local host "box" into it: `storage` goes into [storage], `host` at the end of the host
+/// table (`keep = …`). Returns (store, config).
+pub fn box_on_disk(
+    disk: &Path,
+    work: &Path,
+    src: &Path,
+    storage: &str,
+    host: &str,
+) -> (PathBuf, PathBuf) {
+    let store = disk.join("store");
+    fs::create_dir(&store).unwrap();
+    let config = work.join("snapnest.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"{}\"\n{storage}\n\n{}{host}",
+            store.display(),
+            crate::common::local_host("box", src)
+        ),
+    )
+    .unwrap();
+    (store, config)
+}
+
 /// Why this machine cannot mount `fs` at all (no loop devices, no FUSE), if it cannot.
 /// The snapshot folders in a host's folder on the disk, oldest first (their names sort by date).
 pub fn snapshot_dirs(host_dir: &Path) -> Vec<PathBuf> {
