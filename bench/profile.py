@@ -99,7 +99,7 @@ def main():
             data = os.path.join(w, "perf.data")
             subprocess.run(["perf", "record", "-g", "-o", data, "--", *cmd], check=True)
             out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                                  "--percent-limit", "1.5", "-g", "none"],
+                                  "--percent-limit", os.environ.get("PERF_LIMIT", "1.5"), "-g", "none", *os.environ.get("PERF_ARGS", "").split()],
                                  capture_output=True, text=True).stdout
             print(out[:12000])
         elif how == "rss":

@@ -6,6 +6,7 @@ pub mod access;
 pub mod commands;
 pub mod listing;
 pub mod local;
+mod read_ahead;
 pub mod sftp;
 pub mod ssh;
 pub mod stream;

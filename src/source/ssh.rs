@@ -231,20 +231,29 @@ pub struct ChannelReader<'a> {
 impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.channel.read(buf)?;
-        self.conn.session.set_blocking(false);
-        let mut chunk = [0u8; 8192];
-        let drained = loop {
-            match self.channel.stderr().read(&mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(k) => self.stderr.extend_from_slice(&chunk[..k]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        self.conn.session.set_blocking(true);
-        drained?;
+        drain_stderr(&self.conn.session, self.channel, self.stderr)?;
         Ok(n)
     }
+}
+
+/// Whatever stderr the channel holds now, without waiting for more.
+pub fn drain_stderr(
+    session: &Session,
+    channel: &mut Channel,
+    stderr: &mut Vec<u8>,
+) -> io::Result<()> {
+    session.set_blocking(false);
+    let mut chunk = [0u8; 8192];
+    let drained = loop {
+        match channel.stderr().read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(k) => stderr.extend_from_slice(&chunk[..k]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    session.set_blocking(true);
+    drained
 }
 
 /// Single-quote for a POSIX shell. Only config-given folders go through here; names that

@@ -6,6 +6,7 @@ use std::io::Read;
 
 use super::commands;
 use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len};
+use super::read_ahead::ReadAhead;
 use super::ssh::{ChannelReader, Connection};
 use super::{Fetched, Listing, Throttle};
 use crate::error::{Error, Result};
@@ -152,19 +153,13 @@ impl StreamSource {
             names.push(0);
         }
         let cmd = commands::TAR;
-        let mut channel = self.conn.start(cmd, &names)?;
-        let mut stderr = Vec::new();
+        let channel = self.conn.start(cmd, &names)?;
+        let mut reader = ReadAhead::start(self.conn.session.clone(), channel)
+            .map_err(|e| self.conn.fail(format!("starting to read: {e}")))?;
         let mut missing = Vec::new();
         let mut next = 0; // files before `next` are settled
         {
-            let mut reader = ChannelReader {
-                conn: &self.conn,
-                channel: &mut channel,
-                stderr: &mut stderr,
-            };
-            // tar reads 512-byte headers: buffer, so each is not a trip through libssh2.
-            let mut buffered = std::io::BufReader::with_capacity(256 << 10, &mut reader);
-            let mut throttled = throttle.reader(&mut buffered);
+            let mut throttled = throttle.reader(&mut reader);
             let mut archive = tar::Archive::new(&mut throttled);
             let entries = archive
                 .entries()
@@ -209,6 +204,9 @@ impl StreamSource {
                 .map_err(|e| self.conn.fail(format!("reading tar stream: {e}")))?;
         }
         missing.extend(next..files.len());
+        let (channel, mut stderr) = reader
+            .finish()
+            .map_err(|e| self.conn.fail(format!("reading tar stream: {e}")))?;
         let status = self.conn.finish(channel, &mut stderr)?;
 
         if status == 126 || status == 127 {
