@@ -176,6 +176,10 @@ fn run(
         }
     }
 
+    if first_run(catalog, &host.name) {
+        // Everything is fetched: the first tar starts up while the host lists.
+        source.get_ready()?;
+    }
     progress.checkpoint()?;
     progress.set_phase("listing");
     let window = window_len();
@@ -300,7 +304,7 @@ fn run(
         buf: vec![0u8; 1 << 20],
     };
     match whole {
-        Some((entries, joined)) => windows.store(entries, joined)?,
+        Some((entries, joined)) => windows.store(entries, joined, false)?,
         None => loop {
             let batch = filtered
                 .by_ref()
@@ -310,7 +314,8 @@ fn run(
                 break;
             }
             let joined = join_prev(windows.catalog, base, &batch, preserve_owner)?;
-            windows.store(batch, joined)?;
+            let full = batch.len() == window;
+            windows.store(batch, joined, full)?;
         },
     }
     let renamed = std::mem::take(&mut windows.renamed_kept);

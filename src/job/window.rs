@@ -45,8 +45,9 @@ pub struct Windows<'a> {
 }
 
 impl Windows<'_> {
-    /// Store one window (sorted, after every window before it) and record it.
-    pub fn store(&mut self, mut entries: Vec<Entry>, joined: Joined) -> Result<()> {
+    /// Store one window (sorted, after every window before it) and record it. `more`: other
+    /// windows are likely to follow.
+    pub fn store(&mut self, mut entries: Vec<Entry>, joined: Joined, more: bool) -> Result<()> {
         let Joined {
             mut unchanged,
             in_prev: _,
@@ -179,6 +180,7 @@ impl Windows<'_> {
             }
         }
 
+        self.source.expect_more(more);
         self.fetch(
             &mut entries,
             &to_fetch,

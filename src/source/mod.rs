@@ -139,6 +139,22 @@ impl Source {
         }
     }
 
+    /// Whether more fetches are likely after the next one (a hint: a source may get ready for
+    /// them while that one streams).
+    pub fn expect_more(&mut self, more: bool) {
+        if let Source::Stream(s) = self {
+            s.expect_more(more);
+        }
+    }
+
+    /// A fetch is coming: a source may start what it needs now, to overlap other work.
+    pub fn get_ready(&mut self) -> Result<()> {
+        match self {
+            Source::Stream(s) => s.get_ready(),
+            _ => Ok(()),
+        }
+    }
+
     /// Between batches: keep an idle SSH connection alive.
     pub fn keepalive(&mut self) -> Result<()> {
         match self {

@@ -168,18 +168,30 @@ impl Connection {
     /// Start `command`, send `stdin`, close stdin. Keep `stdin` under the server's channel
     /// window (2 MiB for OpenSSH) or the write can wait on the command's unread output.
     pub fn start(&self, command: &str, stdin: &[u8]) -> Result<Channel> {
+        let mut ch = self.spawn(command)?;
+        self.send_input(&mut ch, stdin)?;
+        Ok(ch)
+    }
+
+    /// Start `command` and leave it waiting for its input (`send_input`).
+    pub fn spawn(&self, command: &str) -> Result<Channel> {
         let mut ch = self
             .session
             .channel_session()
             .map_err(|e| self.fail(format!("opening a channel: {e}")))?;
         ch.exec(command)
             .map_err(|e| self.fail(format!("running a command: {e}")))?;
+        Ok(ch)
+    }
+
+    /// Send all of a spawned command's input, then end it. The same limit as `start`.
+    pub fn send_input(&self, ch: &mut Channel, stdin: &[u8]) -> Result<()> {
+        // No `flush`: libssh2's channel flush throws away output already received, and a
+        // command that started before its input ended (a spawned tar) has sent some.
         ch.write_all(stdin)
-            .and_then(|_| ch.flush())
             .map_err(|e| self.fail(format!("sending to the command: {e}")))?;
         ch.send_eof()
-            .map_err(|e| self.fail(format!("sending to the command: {e}")))?;
-        Ok(ch)
+            .map_err(|e| self.fail(format!("sending to the command: {e}")))
     }
 
     /// Run `command` to the end, collecting its output.

@@ -18,6 +18,11 @@ const BATCH_NAME_BYTES: usize = 1 << 20;
 
 pub struct StreamSource {
     pub conn: Connection,
+    /// A tar started ahead of need and waiting for its names: its startup (a login shell
+    /// with a heavy rc file takes 100 ms and more) overlaps the batch before it.
+    spare: Option<ssh2::Channel>,
+    /// More fetches are likely after the current one (`Source::expect_more`).
+    more: bool,
 }
 
 /// Does `--version` output show GNU findutils and GNU tar ≥ 1.29 (for `--verbatim-files-from`)?
@@ -38,7 +43,11 @@ pub fn is_gnu(text: &str) -> bool {
 
 impl StreamSource {
     pub fn new(conn: Connection) -> StreamSource {
-        StreamSource { conn }
+        StreamSource {
+            conn,
+            spare: None,
+            more: false,
+        }
     }
 
     pub fn list(&mut self, host: &str, folders: &[String], listing: &mut Listing) -> Result<()> {
@@ -111,6 +120,19 @@ impl StreamSource {
         Ok(())
     }
 
+    /// Whether fetches are likely to follow the current one: only then is a spare started.
+    pub fn expect_more(&mut self, more: bool) {
+        self.more = more;
+    }
+
+    /// Start a tar now if none is waiting: a fetch is coming.
+    pub fn get_ready(&mut self) -> Result<()> {
+        if self.spare.is_none() {
+            self.spare = Some(self.conn.spawn(commands::TAR)?);
+        }
+        Ok(())
+    }
+
     pub fn fetch(
         &mut self,
         files: &[&Entry],
@@ -125,7 +147,8 @@ impl StreamSource {
                 bytes += files[end].path.len() + 1;
                 end += 1;
             }
-            self.fetch_batch(&files[start..end], start, throttle, sink)?;
+            let next_too = end < files.len() || self.more;
+            self.fetch_batch(&files[start..end], start, next_too, throttle, sink)?;
             self.conn.keepalive()?;
             start = end;
         }
@@ -136,6 +159,7 @@ impl StreamSource {
         &mut self,
         files: &[&Entry],
         offset: usize,
+        next_too: bool,
         throttle: &mut Throttle,
         sink: &mut dyn FnMut(usize, Fetched<'_>) -> Result<()>,
     ) -> Result<()> {
@@ -152,8 +176,15 @@ impl StreamSource {
             names.extend_from_slice(&f.path);
             names.push(0);
         }
-        let cmd = commands::TAR;
-        let channel = self.conn.start(cmd, &names)?;
+        let mut channel = match self.spare.take() {
+            Some(ch) => ch,
+            None => self.conn.spawn(commands::TAR)?,
+        };
+        if next_too {
+            self.spare = Some(self.conn.spawn(commands::TAR)?);
+        }
+        self.conn.send_input(&mut channel, &names)?;
+        drop(names);
         let mut reader = ReadAhead::start(self.conn.session.clone(), channel)
             .map_err(|e| self.conn.fail(format!("starting to read: {e}")))?;
         let mut missing = Vec::new();
