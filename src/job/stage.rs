@@ -254,6 +254,8 @@ impl Stage {
         .map_err(CopyError::Write)?;
         let mut written = 0u64;
         let mut in_part = 0u64;
+        // A hole skipped last: only then does the length need setting (a system call a file).
+        let mut hole_at_end = false;
         loop {
             let n = match content.read(buf) {
                 Ok(0) => break,
@@ -265,8 +267,9 @@ impl Stage {
             while !chunk.is_empty() {
                 let room = match self.keep.split_at {
                     Some(limit) if in_part >= limit => {
-                        if self.keep.sparse {
+                        if hole_at_end {
                             file.set_len(in_part).map_err(CopyError::Write)?;
+                            hole_at_end = false;
                         }
                         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
                         let next =
@@ -291,8 +294,10 @@ impl Stage {
                     // A hole: skipped here, so a sparse multi-GiB image costs what it holds.
                     file.seek(io::SeekFrom::Current(now.len() as i64))
                         .map_err(CopyError::Write)?;
+                    hole_at_end = true;
                 } else {
                     file.write_all(now).map_err(CopyError::Write)?;
+                    hole_at_end = false;
                 }
                 in_part += now.len() as u64;
                 chunk = rest;
@@ -300,7 +305,7 @@ impl Stage {
             written += n as u64;
             on_chunk(n as u64);
         }
-        if self.keep.sparse {
+        if hole_at_end {
             // A trailing hole is not written either: the length makes it.
             file.set_len(in_part).map_err(CopyError::Write)?;
         }
