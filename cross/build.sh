@@ -20,7 +20,7 @@ budget_kib() {
         mipsel-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;    # measured 8328
         mips-*) echo "${SNAPNEST_BUDGET_KIB:-8750}" ;;      # measured 8325
         aarch64-*) echo "${SNAPNEST_BUDGET_KIB:-6850}" ;;   # measured 6508
-        x86_64-*) echo "${SNAPNEST_BUDGET_KIB:-8400}" ;;    # measured 7993
+        x86_64-*) echo "${SNAPNEST_BUDGET_KIB:-8400}" ;;    # measured 8223
         armv7-*) echo "${SNAPNEST_BUDGET_KIB:-6300}" ;;     # measured 6012
         *) echo "${SNAPNEST_BUDGET_KIB:-8100}" ;;           # any other: as x86_64
     esac
