@@ -269,7 +269,6 @@ impl Stage {
                     Some(limit) if in_part >= limit => {
                         if hole_at_end {
                             file.set_len(in_part).map_err(CopyError::Write)?;
-                            hole_at_end = false;
                         }
                         self.apply_file_meta(&file, e).map_err(CopyError::Write)?;
                         let next =

@@ -3,6 +3,7 @@
 //! trips, so the link is kept full (the design notes: streaming beats per-file requests).
 
 use std::io::Read;
+use std::time::Duration;
 
 use super::commands;
 use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len};
@@ -12,9 +13,10 @@ use super::{Fetched, Listing, Throttle};
 use crate::error::{Error, Result};
 use crate::model::{Entry, FileProblem, Severity};
 
-/// Names per tar stream, and their bytes: small enough to fit the server's channel window.
-const BATCH_FILES: usize = 20_000;
-const BATCH_NAME_BYTES: usize = 1 << 20;
+/// Names per tar stream, and their bytes: what the box holds at once (the host takes them as
+/// it reads, `ReadAhead`). A window (32,768 entries) is one stream, mostly.
+const BATCH_FILES: usize = 32_768;
+const BATCH_NAME_BYTES: usize = 4 << 20;
 
 pub struct StreamSource {
     pub conn: Connection,
@@ -176,16 +178,18 @@ impl StreamSource {
             names.extend_from_slice(&f.path);
             names.push(0);
         }
-        let mut channel = match self.spare.take() {
+        let channel = match self.spare.take() {
             Some(ch) => ch,
             None => self.conn.spawn(commands::TAR)?,
         };
         if next_too {
             self.spare = Some(self.conn.spawn(commands::TAR)?);
         }
-        self.conn.send_input(&mut channel, &names)?;
-        drop(names);
-        let mut reader = ReadAhead::start(self.conn.session.clone(), channel)
+        let stall = match self.conn.session.timeout() {
+            0 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms.into()),
+        };
+        let mut reader = ReadAhead::start(self.conn.session.clone(), channel, names, stall)
             .map_err(|e| self.conn.fail(format!("starting to read: {e}")))?;
         let mut missing = Vec::new();
         let mut next = 0; // files before `next` are settled

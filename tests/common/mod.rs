@@ -13,6 +13,7 @@ pub mod disk;
 pub mod history;
 pub mod keys;
 pub mod netns;
+pub mod user;
 #[allow(unused_imports)]
 pub use disk::*;
 #[allow(unused_imports)]
