@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, Session};
 
+use super::ssh::Connection;
+use crate::error::Result;
+
 /// Bytes handed over at a time, and chunks in flight: what read-ahead adds to the box's memory.
 const CHUNK: usize = 128 << 10;
 const IN_FLIGHT: usize = 4;
@@ -38,14 +41,15 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Feed `input` (then end it) and read. `stall`: no progress either way for this long
-    /// fails the read (the session's own timeout does not cover non-blocking calls).
-    pub fn start(
-        session: Session,
-        channel: Channel,
-        input: Vec<u8>,
-        stall: Duration,
-    ) -> io::Result<ReadAhead> {
+    /// Feed `input` (then end it) to the command on `channel` and read its output. No
+    /// progress either way for the session's timeout fails the read (that timeout does not
+    /// cover non-blocking calls by itself).
+    pub fn start(conn: &Connection, channel: Channel, input: Vec<u8>) -> Result<ReadAhead> {
+        let session = conn.session.clone();
+        let stall = match session.timeout() {
+            0 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms.into()),
+        };
         let (to_reader, chunks) = mpsc::sync_channel::<io::Result<Vec<u8>>>(IN_FLIGHT);
         let (spare, spares) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let reader = std::thread::Builder::new()
@@ -66,7 +70,8 @@ impl ReadAhead {
                     let _ = to_reader.send(Err(e));
                 }
                 (pump.channel, pump.stderr)
-            })?;
+            })
+            .map_err(|e| conn.fail(format!("starting a reading thread: {e}")))?;
         Ok(ReadAhead {
             chunks,
             spare,
@@ -226,6 +231,7 @@ impl Read for ReadAhead {
                 return Ok(0);
             }
             let done = std::mem::take(&mut self.current);
+            self.at = 0;
             let _ = self.spare.try_send(done);
             match self.chunks.recv() {
                 Ok(Ok(chunk)) if chunk.is_empty() => {

@@ -3,7 +3,6 @@
 //! trips, so the link is kept full (the design notes: streaming beats per-file requests).
 
 use std::io::Read;
-use std::time::Duration;
 
 use super::commands;
 use super::listing::{all_ancestors, folder_of, parse_find_output, whole_records_len};
@@ -185,12 +184,7 @@ impl StreamSource {
         if next_too {
             self.spare = Some(self.conn.spawn(commands::TAR)?);
         }
-        let stall = match self.conn.session.timeout() {
-            0 => Duration::from_secs(60),
-            ms => Duration::from_millis(ms.into()),
-        };
-        let mut reader = ReadAhead::start(self.conn.session.clone(), channel, names, stall)
-            .map_err(|e| self.conn.fail(format!("starting to read: {e}")))?;
+        let mut reader = ReadAhead::start(&self.conn, channel, names)?;
         let mut missing = Vec::new();
         let mut next = 0; // files before `next` are settled
         {

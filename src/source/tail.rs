@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use super::read_ahead::ReadAhead;
 use super::ssh::{ChannelReader, Connection};
 use super::{Source, Throttle};
 use crate::error::Result;
@@ -202,19 +203,15 @@ fn stream_tails(
         stdin.extend(record(k as u64, old + 1, e.size - old, &e.path));
     }
     let mut settled = vec![false; files.len()];
-    let mut channel = conn.start(TAIL, &stdin)?;
-    let mut stderr = Vec::new();
+    // The records flow while the tails are read: a host with a small input window (dropbear)
+    // would stop taking records while its output waits.
+    let mut reader = ReadAhead::start(conn, conn.spawn(TAIL)?, stdin)?;
     let lost = |e: std::io::Error| {
         conn.fail(format!(
             "the connection stopped while reading appended files ({e}); the next run resumes"
         ))
     };
     {
-        let mut reader = ChannelReader {
-            conn,
-            channel: &mut channel,
-            stderr: &mut stderr,
-        };
         let mut throttled = throttle.reader(&mut reader);
         let mut buffered = BufReader::with_capacity(256 << 10, &mut throttled);
         while let Some(header) = read_line(&mut buffered).map_err(lost)? {
@@ -249,6 +246,7 @@ fn stream_tails(
         }
         std::io::copy(&mut buffered, &mut std::io::sink()).map_err(lost)?;
     }
+    let (channel, mut stderr) = reader.finish().map_err(lost)?;
     conn.finish(channel, &mut stderr)?;
     for k in range.filter(|&k| !settled[k]) {
         sink(
