@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::keys::public_line;
 use common::user::TestUser;
@@ -59,11 +59,9 @@ impl Dropbear {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "dropbear did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("dropbear to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Dropbear {
             port,
             fingerprint,

@@ -144,8 +144,8 @@ fn first_run(catalog: &Catalog, host: &str) -> bool {
 /// Entries held in memory at once: while listing (the rest wait in sorted runs on the backup
 /// disk), and per window while linking, fetching and recording; at most twice this while the
 /// last sorted run and a window overlap. What bounds the box's memory on a large host
-/// (~170 B an entry). Each window costs a remote command (~80 ms with a heavy login shell,
-/// bench/profile.py `RSS_ENVS`): 32,768 keeps that under 5 % of a small-file pull.
+/// (~170 B an entry). Each window is a remote command: its start (~80 ms with a heavy login
+/// shell) overlaps the window before, but its CPU on the host does not.
 /// `SNAPNEST_WINDOW` changes it (tests cross window boundaries with a window of 3).
 fn window_len() -> usize {
     std::env::var("SNAPNEST_WINDOW")
@@ -169,14 +169,15 @@ fn run(
     progress.set_phase("connecting");
     let (mut source, access) = Source::open_checked(host)?;
     report.method = source.method();
-    if let Some(access) = access.filter(|_| first_run(catalog, &host.name)) {
+    let first = first_run(catalog, &host.name);
+    if let Some(access) = access.filter(|_| first) {
         report.advice = access.advice(&host.name);
         if let Some(why) = &access.fallback {
             report.advice.push(format!("reading by SFTP because {why}"));
         }
     }
 
-    if first_run(catalog, &host.name) {
+    if first {
         // Everything is fetched: the first tar starts up while the host lists.
         source.get_ready()?;
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, Session};
 
-use super::ssh::Connection;
+use super::ssh::{take_stderr, Connection};
 use crate::error::Result;
 
 /// Bytes handed over at a time, and chunks in flight: what read-ahead adds to the box's memory.
@@ -129,7 +129,7 @@ impl Pump {
                 Err(e) => return Err(e),
             };
             buf.truncate(filled + got);
-            let drained = self.drain_stderr()?;
+            let drained = take_stderr(&mut self.channel, &mut self.stderr)?;
             let end = got == 0 && self.channel.eof();
             let progressed = fed || got > 0 || drained;
             // Handed over when full, at the end, or when nothing more has arrived: the
@@ -187,23 +187,6 @@ impl Pump {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
-        }
-    }
-
-    /// Whatever stderr the channel holds now. Whether there was any.
-    fn drain_stderr(&mut self) -> io::Result<bool> {
-        let mut chunk = [0u8; 8192];
-        let mut any = false;
-        loop {
-            match self.channel.stderr().read(&mut chunk) {
-                Ok(0) => return Ok(any),
-                Ok(k) => {
-                    self.stderr.extend_from_slice(&chunk[..k]);
-                    any = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
-                Err(e) => return Err(e),
-            }
         }
     }
 

@@ -165,8 +165,9 @@ impl Connection {
             .map_err(|e| self.fail(format!("connection lost: {e}")))
     }
 
-    /// Start `command`, send `stdin`, close stdin. Keep `stdin` under the server's channel
-    /// window (2 MiB for OpenSSH) or the write can wait on the command's unread output.
+    /// Start `command`, send `stdin`, close stdin. Output is read only after all input is
+    /// sent: fine for commands whose output stays small until they have read their input;
+    /// others go through `spawn` and `ReadAhead`, which feeds and reads at once.
     pub fn start(&self, command: &str, stdin: &[u8]) -> Result<Channel> {
         let mut ch = self.spawn(command)?;
         self.send_input(&mut ch, stdin)?;
@@ -184,7 +185,7 @@ impl Connection {
         Ok(ch)
     }
 
-    /// Send all of a spawned command's input, then end it. The same limit as `start`.
+    /// Send all of a spawned command's input, then end it. The same caveat as `start`.
     pub fn send_input(&self, ch: &mut Channel, stdin: &[u8]) -> Result<()> {
         // No `flush`: libssh2's channel flush throws away output already received, and a
         // command that started before its input ended (a spawned tar) has sent some.
@@ -248,24 +249,31 @@ impl Read for ChannelReader<'_> {
     }
 }
 
-/// Whatever stderr the channel holds now, without waiting for more.
-pub fn drain_stderr(
-    session: &Session,
-    channel: &mut Channel,
-    stderr: &mut Vec<u8>,
-) -> io::Result<()> {
+/// Whatever stderr the channel holds now, without waiting for more (the session is switched
+/// to non-blocking for it).
+fn drain_stderr(session: &Session, channel: &mut Channel, stderr: &mut Vec<u8>) -> io::Result<()> {
     session.set_blocking(false);
-    let mut chunk = [0u8; 8192];
-    let drained = loop {
-        match channel.stderr().read(&mut chunk) {
-            Ok(0) => break Ok(()),
-            Ok(k) => stderr.extend_from_slice(&chunk[..k]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
+    let drained = take_stderr(channel, stderr);
     session.set_blocking(true);
-    drained
+    drained.map(|_| ())
+}
+
+/// Append what stderr holds now to `stderr`, on a session that is already non-blocking.
+/// Whether there was any.
+pub fn take_stderr(channel: &mut Channel, stderr: &mut Vec<u8>) -> io::Result<bool> {
+    let mut chunk = [0u8; 8192];
+    let mut any = false;
+    loop {
+        match channel.stderr().read(&mut chunk) {
+            Ok(0) => return Ok(any),
+            Ok(k) => {
+                stderr.extend_from_slice(&chunk[..k]);
+                any = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Single-quote for a POSIX shell. Only config-given folders go through here; names that
